@@ -15,6 +15,8 @@ import concurrent.futures as cf
 import contextlib
 import functools
 import json
+import linecache
+import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -52,12 +54,29 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.tb.rstrip()}\n"""'
 
 
+_FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+), in ')
+
+
+def with_source(tb: str) -> str:
+    """A node's traceback with the source lines it could not show (the code was pickled here, by
+    value, and the node has no copy of its file) filled in from the files on this machine."""
+    lines, out = tb.splitlines(keepends=True), []
+    for i, line in enumerate(lines):
+        out.append(line)
+        m = _FRAME.match(line)
+        if m and not (i + 1 < len(lines) and lines[i + 1].startswith("    ")):
+            src = linecache.getline(m["file"], int(m["line"])).strip()
+            if src:
+                out.append(f"    {src}\n")
+    return "".join(out)
+
+
 def remote_exception(done: Done, env: dict[str, Any] | None) -> BaseException:
     """The exception to raise for a failed task."""
     where = f"task {done.task} of job {done.job} on {done.holder or 'a node'}"
     if not env:
         return TaskFailed(f"{where} failed: {done.error or done.outcome}")
-    tb = str(env.get("traceback") or "")
+    tb = with_source(str(env.get("traceback") or ""))
     exc: BaseException | None = None
     if env.get("exception"):
         with contextlib.suppress(Exception):

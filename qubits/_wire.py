@@ -21,9 +21,12 @@ import base64
 import contextlib
 import hashlib
 import importlib
+import io
 import site
 import sys
 import sysconfig
+import types
+from collections import ChainMap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -155,10 +158,30 @@ def by_value(code_root: Path | None = None) -> Iterator[None]:
                 cloudpickle.unregister_pickle_by_value(module)
 
 
+_code_reduce = getattr(cloudpickle.cloudpickle, "_code_reduce", None)
+
+
+def _code_with_filename(code: types.CodeType) -> Any:
+    """cloudpickle's reduction of a code object, keeping the file it came from.
+
+    cloudpickle 3.1.2+ names all code pickled by value ``<dynamic-code>``, so a node's traceback would
+    say neither file nor source line; with the real name, the client fills in the lines from its own
+    copy of the file (``_futures.with_source``)."""
+    assert _code_reduce is not None
+    make, args = _code_reduce(code)
+    return make, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
+
+
+class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    if _code_reduce is not None:
+        dispatch_table = ChainMap({types.CodeType: _code_with_filename}, cloudpickle.Pickler.dispatch_table)
+
+
 def dumps(obj: Any) -> bytes:
     """cloudpickle, protocol 5."""
-    data: bytes = cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL)
-    return data
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=PICKLE_PROTOCOL).dump(obj)
+    return buf.getvalue()
 
 
 def loads(data: bytes) -> Any:

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-
 TAKEOVER_SLACK = 15.0
 """Seconds allowed beyond ttl + margin + one scan interval for a takeover to show in a test: process
 start-up and a loaded 2-core machine (the bound stays far below the 30 s quiet lease scan)."""

@@ -213,7 +213,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_submit)
 
     def job_parser(name: str, help_: str, func, task: bool = False) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
-        q = sub.add_parser(name, help=help_)
+        q: argparse.ArgumentParser = sub.add_parser(name, help=help_)
         add_jobspace_option(q)
         q.add_argument("job", nargs="?", default="last", help="job id (default: the last one)")
         if task:

@@ -34,7 +34,7 @@ def fleet(tmp_path: Path):  # type: ignore[no-untyped-def]
 
     def start(jobspace: str, n: int = 1, **kw):  # type: ignore[no-untyped-def]
         started = []
-        for i in range(n):
+        for _ in range(n):
             kw.setdefault("cache", tmp_path / f"cache-{len(agents)}")
             a = AgentProcess(jobspace, name=kw.pop("name", None) or f"agent{len(agents)}", **kw)
             kw.pop("cache")

@@ -17,7 +17,7 @@ from qubits import _layout as layout
 from qubits import _wire as wire
 from qubits._datacache import DataCache, parse_size
 from qubits._dataset import decode_chunk
-from qubits._futures import RemoteTraceback, remote_exception
+from qubits._futures import RemoteTraceback, remote_exception, with_source
 from qubits._pytask import run_python
 from qubits._records import Done
 
@@ -194,3 +194,14 @@ def test_an_exception_that_does_not_unpickle_comes_back_as_task_failed() -> None
     assert isinstance(exc, qubits.TaskFailed) and exc.remote_traceback and "mod.Odd: odd" in str(exc)
     plain = remote_exception(Done("j", "t", "failed", 2, error="timed out after 1s"), None)
     assert isinstance(plain, qubits.TaskFailed) and "timed out" in str(plain)
+
+
+def test_a_node_traceback_gets_its_source_lines_from_the_client_files() -> None:
+    # The node has no copy of a function pickled by value; its traceback names the client's file and
+    # line (cloudpickle alone would say "<dynamic-code>"), and the client fills in the source.
+    fn = wire.loads(wire.dumps(fails))
+    assert fn.__code__.co_filename == fails.__code__.co_filename
+    line = fails.__code__.co_firstlineno + 1
+    node_tb = f'Traceback (most recent call last):\n  File "{__file__}", line {line}, in fails\nKeyError: \'no 1\'\n'
+    assert with_source(node_tb).splitlines()[2] == '    raise KeyError(f"no {x}")'
+    assert with_source(with_source(node_tb)) == with_source(node_tb)  # lines already there are kept
