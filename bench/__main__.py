@@ -21,7 +21,7 @@ from ._plan import Plan, plan_for
 from ._stores import STORES, Store, open_store
 from ._util import BenchError, machine
 
-SCENARIOS = ("floor", "claim", "throughput", "idle", "takeover", "memory", "peers")
+SCENARIOS = ("floor", "claim", "throughput", "idle", "takeover", "memory", "peers", "sim")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -159,8 +159,21 @@ def _peers(run: Run) -> dict[str, Any]:
     return peers.run(run)
 
 
+def _sim(run: Run) -> dict[str, Any]:
+    """SIMULATED stores (bench/sim): prints and plots itself; see bench/SIMULATED.md."""
+    from .sim import _report as sim_report
+    from .sim import scenario
+
+    res = scenario.run(run.plan.name if run.plan.name in scenario.PLANS else "quick")
+    sim_report.plot(run.out, res)
+    sim_report.print_tables(res)
+    if any(c["duplicate_commits"] for c in res["cells"]):
+        raise BenchError("sim: a task was committed twice")
+    return res
+
+
 RUNNERS = {"floor": _floor, "claim": _claim, "throughput": _throughput, "idle": _idle, "takeover": _takeover,
-           "memory": _memory, "peers": _peers}
+           "memory": _memory, "peers": _peers, "sim": _sim}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             if name == "throughput":
                 _report.print_table("throughput", res)
                 _report.print_table("requests", res)
-            else:
+            elif name in _report.TABLES:
                 _report.print_table(name, res)
     finally:
         run.stop()

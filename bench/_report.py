@@ -99,15 +99,15 @@ def memory_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def peers_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    head = ["system", "store", "task", "tasks", "workers", "tasks/s median (min-max)", "qubits / peer", "dispatch p50 / p99 ms",
-            "requests/task", "kill -9 mid-task"]
+    head = ["system", "store", "task", "tasks", "workers", "tasks/s median (min-max)", "qubits / peer (tasks/s)",
+            "dispatch p50 / p99 ms", "qubits / peer (dispatch p50)", "requests/task", "kill -9 mid-task"]
     rows = []
     for r in res["rows"]:
         tps = r.get("tasks_per_s") or {}
         rows.append([r["system"], r["store"], r["task"], _f(r.get("tasks")), r.get("workers", "-"),
                      f"{_f(tps.get('median'))} ({_f(tps.get('min'))}-{_f(tps.get('max'))})" if tps else r.get("error", "-"),
                      _f(r.get("qubits_ratio"), 2), f"{_f((r.get('dispatch_ms') or {}).get('p50'), 1)} / {_f((r.get('dispatch_ms') or {}).get('p99'), 1)}",
-                     _f(r.get("requests_per_task"), 2), r.get("kill9", "-")])
+                     _f(r.get("dispatch_p50_ratio"), 2), _f(r.get("requests_per_task"), 2), r.get("kill9", "-")])
     return head, rows
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import random
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -222,6 +223,8 @@ def run(store: Any, *, agents: list[int], queues: list[int], measure: int, rate:
                     "requests_total_per_claim": round(sum(v for k2, v in req.items() if not k2.startswith("412")) / max(1, executed), 2),
                 }
                 cells.append(cell)
+                print(f"bench: claim {store.name} queued={queue} agents={n}: p50 {cell['latency_ms']['p50']} ms, "
+                      f"p99 {cell['latency_ms']['p99']} ms, {cell['wall_s']} s", file=sys.stderr, flush=True)
                 if dups:
                     raise BenchError(f"claim scenario on {store.name}: {dups} duplicate executions (queue {queue}, {n} agents)")
                 # Keep the queue at its size: submit as many tasks as were claimed.

@@ -74,6 +74,9 @@ class Jobspace(abc.ABC):
     """Shortest and longest pause, in seconds, between an idle agent's polls of this store."""
     conditional_writes: bool = True
     """False for stores that cannot do create-only and compare-and-swap (never used for leases)."""
+    min_write_interval: float = 0.0
+    """Seconds the store wants between two writes of one object (GCS: one write per second per object,
+    429 past it); writers of one mutable object space their writes by this much."""
 
     def __init__(self, timing: Timing | None = None) -> None:
         self.timing = timing or Timing()

@@ -41,6 +41,7 @@ class FaultyJobspace(Jobspace):
         self.faults = faults
         self.url = inner.url
         self.idle_poll = inner.idle_poll
+        self.min_write_interval = inner.min_write_interval
         self._rng = random.Random(faults.seed)
 
     async def _before(self, key: str, write: bool) -> None:

@@ -249,7 +249,9 @@ def open_obstore(url: str, timing: Timing, options: dict[str, str]) -> ObstoreJo
                 bucket, prefix=prefix, config=gconfig, client_options=_client_options(timing, endpoint),
                 retry_config=_NO_RETRY,
             )
-            return ObstoreJobspace(store, clean, uses_version=True, timing=timing)
+            gcs = ObstoreJobspace(store, clean, uses_version=True, timing=timing)
+            gcs.min_write_interval = 1.0  # "one write per second" to an object name (cloud.google.com/storage/quotas)
+            return gcs
         if parts.scheme in ("az", "azure", "abfs"):
             endpoint = query.pop("endpoint", None)
             aconfig: Any = dict(query)

@@ -251,7 +251,10 @@ class Agent:
     # -- claiming -----------------------------------------------------------------------------------
     async def _fill_slots(self) -> int:
         # The untried rest of the last page serves the next asks without a LIST (a LIST costs more than
-        # the claim itself); the first miss on it means others took those tasks, so list afresh.
+        # the claim itself); the first miss on it means others took those tasks, so list afresh. So does
+        # a miss on a fresh page after a claim from it: slots that free up while we go through a page
+        # (short tasks) would otherwise walk on through entries others have claimed since the LIST,
+        # each miss costing a refused create, a read and a delete (bench/SIMULATED.md: 1,000 agents).
         entries, pos, listed_at = self._spare, self._spare_pos, self._spare_at
         self._spare = []
         fresh = pos >= len(entries) or time.monotonic() - listed_at >= READY_PAGE_REUSE
@@ -283,7 +286,7 @@ class Agent:
                 continue
             if await self._try(entry, listed_at):
                 claimed += 1
-            elif not fresh:
+            elif not fresh or claimed:
                 break
         if not claimed and not fresh:
             return await self._fill_slots()

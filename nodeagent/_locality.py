@@ -11,8 +11,9 @@ Locality: the ready index does not name a task's chunk, but task specs are cache
 GET per thousand tasks), so the chunk is read from the cached spec — a spec not cached yet is loaded
 in the background and the task counts as neutral meanwhile. Ranks, lower first (ties in random order):
 
-    0  the task's chunks are all here — or it has waited PATIENCE seconds since this agent first saw it
-    1  no chunk (plain items, shell commands), or not known yet
+    0  the task's chunks are all here — or it has waited PATIENCE seconds since this agent first saw it;
+       or a plain task (no chunk) whose spec is cached here (claiming it reads nothing)
+    1  a plain task whose spec is not cached here, or not known yet
     2  its chunk is elsewhere (another agent probably holds it and will take it soon)
 
 The agent orders each page by rank (and the rest of a page it reuses, again before each claim, as ranks
@@ -69,7 +70,11 @@ class DataLocality:
         self.cache = DataCache(cache_dir / "data")
         self._seen: dict[tuple[str, str], float] = {}
         self._plain: set[tuple[str, str]] = set()
-        """Spec chunks without dataset tasks (their tasks rank 1 without a look)."""
+        """Spec chunks without dataset tasks (their tasks rank without a look)."""
+        self._plain_jobs: set[str] = set()
+        """Jobs with such a chunk: their other chunks are not prefetched for ranking."""
+        self._known_jobs: set[str] = set()
+        """Jobs with a chunk of specs here (their chunks are prefetched in parallel)."""
         self._loading: set[tuple[str, str]] = set()
         self._fetching: dict[str, asyncio.Future[None]] = {}
         self._background: set[asyncio.Task[object]] = set()
@@ -77,19 +82,35 @@ class DataLocality:
     # -- ranking ---------------------------------------------------------------------------------------
     def rank(self, entry: ReadyEntry) -> int:
         where = (entry.job, entry.chunk)
-        if where in self._plain or entry.chunk == "x":
-            return 1  # the common case (shell, plain items) costs one set lookup
+        if entry.chunk == "x":
+            return 1
+        if where in self._plain:
+            # Plain tasks (no data): those whose specs are here first, so an agent claims from the chunks
+            # it holds rather than reading a new 1,000-task chunk for nearly every claim (at 1,000 agents
+            # that read was one per task, on one job's prefix: bench/SIMULATED.md).
+            return 0 if self.agent.specs.cached_chunk(entry.job, entry.chunk) is not None else 1
         tasks = self.agent.specs.cached_chunk(entry.job, entry.chunk)
         if tasks is None:
-            self._load_specs(entry.job, entry.chunk)
+            # A plain job's other chunks are read when claimed, not prefetched; and until one chunk of a
+            # job is here, one prefetch at a time (a first page spans ~16 chunks: 1,000 agents starting
+            # together would read 16,000 chunks of 200 kB before knowing they need none).
+            if entry.job not in self._plain_jobs and not (
+                entry.job not in self._known_jobs and any(job == entry.job for job, _ in self._loading)
+            ):
+                self._load_specs(entry.job, entry.chunk)
             return 1
+        self._known_jobs.add(entry.job)
         spec = tasks.get(entry.task)
         chunks = task_chunks(spec) if spec is not None else []
         if not chunks:
             if not any(task_chunks(t) for t in tasks.values()):
                 if len(self._plain) > _SEEN_MAX:
                     self._plain.clear()
+                    self._plain_jobs.clear()
+                    self._known_jobs.clear()
                 self._plain.add(where)
+                self._plain_jobs.add(entry.job)
+                return 0
             return 1
         now = time.monotonic()
         seen = self._seen.setdefault((entry.job, entry.task), now)

@@ -18,6 +18,7 @@ Invariants (DESIGN.md §4), and where each is kept:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -53,6 +54,9 @@ class Claim:
     renew_sent: float = field(default_factory=time.monotonic)
     """Monotonic time the last successful write of our lease was sent: the lease is ours until
     renew_sent + ttl, at the latest."""
+    written: float = 0.0
+    """Monotonic time our last write of the lease returned: stores that limit writes per object
+    (``Jobspace.min_write_interval``, GCS) get the next one no sooner than that interval later."""
 
     @property
     def key(self) -> str:
@@ -161,6 +165,7 @@ class Protocol:
             etag = await self.js.put(key, fresh.to_json(), if_absent=True)
         except jobspaces.PreconditionFailed:
             return await self._claim_existing(job, chunk, spec)
+        written = time.monotonic()
         self.last_miss = ""
         stale = listed_at is None or time.monotonic() - listed_at > TOMBSTONE_LINGER / 2
         if (stale or spec.deps or chunk == "x") and await self.js.exists(layout.done(job, spec.id)):
@@ -171,7 +176,7 @@ class Protocol:
             self.last_miss = "gone"
             return None
         log.debug("claim", extra=self._extra(job, spec.id, 1, "claim"))
-        return Claim(job, spec.id, chunk, spec, fresh, etag, sent)
+        return Claim(job, spec.id, chunk, spec, fresh, etag, sent, written)
 
     async def _claim_existing(self, job: str, chunk: str, spec: TaskSpec) -> Claim | None:
         key = layout.lease(job, spec.id)
@@ -249,7 +254,15 @@ class Protocol:
         self.last_miss = ""
         action = "takeover" if takeover else "claim"
         log.info(action, extra=self._extra(current.job, current.task, nxt.attempt, action))
-        return Claim(current.job, current.task, current.chunk, spec, nxt, new_etag, sent)
+        return Claim(current.job, current.task, current.chunk, spec, nxt, new_etag, sent, time.monotonic())
+
+    async def _space(self, claim: Claim) -> None:
+        """Wait until the store takes another write of this lease: GCS allows about one write per
+        second per object, and a no-op task's commit would otherwise follow its claim within that
+        second and be refused (429) and retried several times."""
+        wait = claim.written + self.js.min_write_interval - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     # -- while running -----------------------------------------------------------------------------
     async def renew(self, claim: Claim) -> None:
@@ -262,7 +275,7 @@ class Protocol:
             etag = await self.js.put(claim.key, nxt.to_json(), if_match=claim.etag)
         except jobspaces.PreconditionFailed:
             raise LeaseLost(f"lease of {claim.job}/{claim.task} was taken over") from None
-        claim.lease, claim.etag, claim.renew_sent = nxt, etag, sent
+        claim.lease, claim.etag, claim.renew_sent, claim.written = nxt, etag, sent, time.monotonic()
 
     async def release(self, claim: Claim, *, failed: bool, error: str | None = None, exit_code: int | None = None) -> None:
         """Give the task back: after a failed attempt (retried after a backoff) or when draining."""
@@ -279,11 +292,12 @@ class Protocol:
             exit_code=exit_code,
             wall=time.time(),
         )
+        await self._space(claim)
         try:
             claim.etag = await self.js.put(claim.key, nxt.to_json(), if_match=claim.etag)
         except jobspaces.PreconditionFailed:
             raise LeaseLost(f"lease of {claim.job}/{claim.task} was taken over") from None
-        claim.lease = nxt
+        claim.lease, claim.written = nxt, time.monotonic()
         # The hint that brings it back; a lease scan finds it even if this write is lost.
         await self.js.put(layout.ready(claim.job, claim.chunk, claim.task, claim.spec.priority), b"")
         log.info("release", extra={**self._extra(claim.job, claim.task, claim.attempt, "release"), "reason": error})
@@ -313,11 +327,12 @@ class Protocol:
             has_result=has_result,
             wall=now,
         )
+        await self._space(claim)
         try:
             claim.etag = await self.js.put(claim.key, nxt.to_json(), if_match=claim.etag)
         except jobspaces.PreconditionFailed:
             raise LeaseLost(f"lease of {claim.job}/{claim.task} was taken over; not committing") from None
-        claim.lease = nxt
+        claim.lease, claim.written = nxt, time.monotonic()
         log.info("commit", extra={**self._extra(claim.job, claim.task, claim.attempt, "commit"), "reason": outcome.value})
         return await self.finalize(nxt, linger=linger, spec=claim.spec)
 
