@@ -61,6 +61,8 @@ class _SimAgent(Agent):
         self.executor = ex
         self.held_at: float | None = None
         self.list_seconds = 0.0
+        self.refused = 0
+        """Asks that failed with the store still failing after the retry budget."""
         inner_page = self.ready.page
 
         async def timed_page(limit: int | None = None) -> Any:
@@ -82,9 +84,20 @@ class CellResult:
     latencies: list[float]
     list_seconds: list[float]
     misses: int
+    refused: int
     executions: list[tuple[str, str, int]]
     requests: dict[str, int]
     wall: float
+
+
+async def _fill_or_refused(agent: _SimAgent) -> int:
+    """``Agent._fill_slots`` as the agent loop calls it: a store that keeps failing past the retry
+    budget (moto busy serving 100 cold LISTs) is a wait and another try, never the end of the run."""
+    try:
+        return await agent._fill_slots()
+    except jobspaces.TransientError:
+        agent.refused += 1
+        return 0
 
 
 async def _run_agents(url: str, agents: int, rate: float, measure: int, seed: int, topup: int | None,
@@ -130,7 +143,7 @@ async def _run_agents(url: str, agents: int, rate: float, measure: int, seed: in
             agent.list_seconds = 0.0
             t_ask = time.perf_counter()
             interval = low
-            while not await agent._fill_slots():
+            while not await _fill_or_refused(agent):
                 misses += 1
                 if done.is_set():
                     return
@@ -162,14 +175,14 @@ async def _run_agents(url: str, agents: int, rate: float, measure: int, seed: in
             deferred += 1
     if deferred:
         counts["DELETE leases"] = counts.get("DELETE leases", 0) + deferred
-    return CellResult(latencies, lists, misses, executions, counts, wall)
+    return CellResult(latencies, lists, misses, sum(a.refused for a in sims), executions, counts, wall)
 
 
 def _cell_worker(args: dict[str, Any]) -> dict[str, Any]:
     """Entry of a worker process (or the single in-process run for memory://)."""
     r = asyncio.run(_run_agents(args["url"], args["agents"], args["rate"], args["measure"], args["seed"], args.get("topup"),
                                 args.get("warm", True)))
-    return {"latencies": r.latencies, "lists": r.list_seconds, "misses": r.misses, "executions": r.executions,
+    return {"latencies": r.latencies, "lists": r.list_seconds, "misses": r.misses, "refused": r.refused, "executions": r.executions,
             "requests": r.requests, "wall": r.wall}
 
 
@@ -217,6 +230,7 @@ def run(store: Any, *, agents: list[int], queues: list[int], measure: int, rate:
                     "store": store.name, "queued": queue, "agents": n, "procs": len(per), "rate_per_s": rate,
                     "claims": claims, "latency_ms": summary_ms(lat), "list_ms": summary_ms(lists),
                     "retries_after_miss": sum(r["misses"] for r in results),
+                    "store_refused": sum(r["refused"] for r in results),
                     "duplicates": dups, "wall_s": round(max(r["wall"] for r in results), 2), "fill_s": round(fill_s, 1),
                     "executed_with_warmup": executed,
                     "requests_per_claim": {k2: round(v / max(1, executed), 3) for k2, v in sorted(req.items())},
