@@ -25,19 +25,19 @@ from qubits._defaults import (
     MIN_TTL,
     PRESENCE_INTERVAL,
     READY_PAGE_REUSE,
-    RENEW_FRACTION,
     STOP_TIMEOUT,
     TOMBSTONE_LINGER,
 )
 from qubits._ids import default_node_name
 from qubits._protocol import Claim, LeaseLost, Protocol
-from qubits._records import Lease, LeaseState, NodeInfo, Outcome, TaskSpec
-from qubits._scan import ReadyEntry, ReadyIndex, live_leases
+from qubits._records import LeaseState, NodeInfo, Outcome, TaskSpec
+from qubits._scan import ReadyEntry, ReadyIndex
 from qubits._specs import Specs
 from qubits.errors import CorruptObject, NewerFormat, NotFoundError, QubitsError, TamperedJob
 
 from ._control import Control
 from ._execute import Executor, Result
+from ._leases import scan_leases
 from ._metrics import Histogram
 
 log = logging.getLogger("qubits.agent")
@@ -79,7 +79,7 @@ class Agent:
         self.draining = False
         self._wake_etag: str | None = None
         self._kick = asyncio.Event()
-        self._skip: set[tuple[str, str]] = set()
+        self.skip: set[tuple[str, str]] = set()
         self._cancelled: dict[str, tuple[bool, float]] = {}
         self._last_work = time.monotonic()
         self._presence_seq = 0
@@ -180,7 +180,7 @@ class Agent:
                             self._last_work = now
                         interval = min(high, max(low, interval * 2))
                     if now >= next_scan and (self.free_slots() > 0 or not self.running):
-                        await self._scan_leases()
+                        self._leases_seen = await scan_leases(self)
                         # Often while leases exist (a takeover comes within ttl + one scan interval of a
                         # death); rarely when there are none to watch.
                         quiet = max(30.0, 4 * self.config.ttl)
@@ -268,7 +268,7 @@ class Agent:
                 e
                 for e in entries
                 if e.not_before <= now
-                and (e.job, e.task) not in self._skip
+                and (e.job, e.task) not in self.skip
                 and (not self.config.jobs or e.job in self.config.jobs)
             ]
             self._backlog = bool(entries)
@@ -282,7 +282,7 @@ class Agent:
                 self._spare, self._spare_pos, self._spare_at = entries, i, listed_at
                 break
             entry = entries[i]
-            if not fresh and (entry.job, entry.task) in self._skip:
+            if not fresh and (entry.job, entry.task) in self.skip:
                 continue
             if await self._try(entry, listed_at):
                 claimed += 1
@@ -296,13 +296,13 @@ class Agent:
         try:
             spec = await self.specs.task(entry.job, entry.chunk, entry.task)
         except NotFoundError:
-            self._skip.add((entry.job, entry.task))
+            self.skip.add((entry.job, entry.task))
             return False
         except (CorruptObject, TamperedJob) as exc:
-            await self._quarantine(entry.job, entry.task, entry.chunk, exc, entry.key)
+            await self.quarantine(entry.job, entry.task, entry.chunk, exc, entry.key)
             return False
         if not self.fits(spec):
-            self._skip.add((entry.job, entry.task))
+            self.skip.add((entry.job, entry.task))
             return False
         if not self.fits_now(spec):
             return False
@@ -314,7 +314,7 @@ class Agent:
         try:
             claim = await self.proto.claim(entry.job, entry.chunk, spec, listed_at)
         except CorruptObject as exc:  # its lease cannot be read
-            await self._quarantine(entry.job, entry.task, entry.chunk, exc, entry.key)
+            await self.quarantine(entry.job, entry.task, entry.chunk, exc, entry.key)
             return False
         if claim is None:
             if self.proto.last_miss in ("held", "lost-race"):
@@ -323,10 +323,10 @@ class Agent:
                 await self.js.delete(entry.key)
             return False
         self.count("claims")
-        self._start(claim, ready_key=entry.key)
+        self.start_claim(claim, ready_key=entry.key)
         return True
 
-    def _start(self, claim: Claim, ready_key: str | None = None) -> None:
+    def start_claim(self, claim: Claim, ready_key: str | None = None) -> None:
         for name, amount in claim.spec.resources.items():
             self.used[name] = self.used.get(name, 0.0) + amount
         task = asyncio.create_task(self._run_claim(claim, ready_key))
@@ -347,7 +347,7 @@ class Agent:
             self.count("lost")
             log.warning("lease lost: %s", exc, extra={"action": "lost", "job": claim.job, "task": claim.task, "attempt": claim.attempt, "node": self.config.name})
         except (CorruptObject, TamperedJob) as exc:
-            await self._quarantine(claim.job, claim.task, claim.chunk, exc, claim=claim)
+            await self.quarantine(claim.job, claim.task, claim.chunk, exc, claim=claim)
         except UnsafeArchive as exc:
             # The job's code cannot be unpacked safely on any node: fail the task now, saying why.
             log.error("refused the job's code bundle: %s", exc, extra={"action": "error", "job": claim.job, "task": claim.task, "node": self.config.name})
@@ -415,113 +415,6 @@ class Agent:
         task = asyncio.create_task(later())
         self._burials.add(task)
 
-    async def supervise(self, claim: Claim, waiter: asyncio.Future[int], stop: object) -> str:
-        """Keep ``claim`` alive until ``waiter`` finishes; return why supervision ended:
-        'exited', 'timeout', 'cancelled', 'lost', or 'drained'. ``stop`` is the executor's handle."""
-        ttl = claim.lease.ttl
-        renew_every = max(0.25, ttl * RENEW_FRACTION)
-        next_renew = time.monotonic() + renew_every
-        next_cancel = time.monotonic() + CANCEL_CHECK
-        timeout = claim.spec.timeout
-        ran = 0.0
-        last = time.monotonic()
-        while True:
-            now = time.monotonic()
-            if not self.control.paused:
-                ran += now - last
-            last = now
-            wait_for = min(next_renew, next_cancel) - now
-            if timeout:
-                wait_for = min(wait_for, timeout - ran)
-            if self.draining:
-                wait_for = min(wait_for, 0.2)
-            finished, _ = await asyncio.wait({waiter}, timeout=max(0.0, wait_for))
-            if finished:
-                return "exited"
-            now = time.monotonic()
-            if timeout and not self.control.paused and ran + (now - last) >= timeout:
-                return "timeout"
-            # Every store call here ends before the lease could expire: one call may spend its whole
-            # retry budget, and an ambiguous write as long again settling, which must never keep a task
-            # running past its ttl (the partition test caught a fenced task running 1.3 s too long).
-            fence = min(1.0, ttl * 0.2)
-            if now >= next_renew:
-                try:
-                    await asyncio.wait_for(self.renew_seconds.time(self.proto.renew(claim)), max(0.01, claim.expires_in() - fence))
-                    self.count("renewals")
-                    next_renew = time.monotonic() + renew_every
-                except LeaseLost:
-                    return "lost"
-                except (jobspaces.JobspaceError, TimeoutError):
-                    self.count("renew_errors")
-                    # Could not renew: retry soon, and fence ourselves before anyone may take over.
-                    if claim.expires_in() <= fence:
-                        return "lost"
-                    next_renew = time.monotonic() + min(1.0, ttl * 0.1)
-            if now >= next_cancel:
-                next_cancel = now + CANCEL_CHECK
-                with contextlib.suppress(jobspaces.JobspaceError, TimeoutError):
-                    if await asyncio.wait_for(self.is_cancelled(claim.job, max_age=0), max(0.01, claim.expires_in() - fence)):
-                        return "cancelled"
-
-    # -- takeover -----------------------------------------------------------------------------------
-    async def _scan_leases(self) -> None:
-        """Observe every lease; take over the dead, claim the released, finish the committed."""
-        seen: set[str] = set()
-        self.count("list")
-        others = 0
-        async for meta in live_leases(self.js):
-            seen.add(meta.key)
-            others += 1
-            if self.free_slots() <= 0:
-                continue
-            job, task = layout.parse_lease(meta.key)
-            if f"{job}/{task}" in self.running or (job, task) in self._skip or (self.config.jobs and job not in self.config.jobs):
-                continue
-            silent = self.proto.observer.see(meta.key, meta.etag)
-            known = self.proto.observer.known(meta.key, meta.etag)
-            # Read a lease only when it has been silent for a whole ttl of ours: live leases renew
-            # sooner, so a healthy fleet costs no reads here.
-            if known is None and silent < self.config.ttl:
-                continue
-            if known is None:
-                try:
-                    data, etag = await self.js.get(meta.key)
-                except jobspaces.NotFound:
-                    continue
-                try:
-                    known = Lease.from_json(data, meta.key)
-                except CorruptObject as exc:
-                    await self._quarantine(job, task, "?", exc)
-                    continue
-                silent = self.proto.observer.see(meta.key, etag, known)
-                meta = jobspaces.ObjectMeta(meta.key, etag, meta.size, meta.mtime)
-            await self._act_on_lease(meta.key, known, meta.etag, silent)
-        self.proto.observer.prune(seen)
-        self._leases_seen = others > len(self.running)
-
-    async def _act_on_lease(self, key: str, lease: Lease, etag: str, silent: float) -> None:
-        if lease.state is LeaseState.PARKED:
-            await self.executor.check_parked(key, lease, etag, silent)
-            return
-        if lease.state is LeaseState.HELD and silent < lease.ttl:
-            return
-        try:
-            spec = await self.specs.task(lease.job, lease.chunk, lease.task)
-        except NotFoundError:
-            return
-        except (CorruptObject, TamperedJob) as exc:
-            await self._quarantine(lease.job, lease.task, lease.chunk, exc)
-            return
-        if lease.state is not LeaseState.COMMITTED and (not self.fits(spec) or not self.fits_now(spec)):
-            return
-        claim = await self.proto.take(key, lease, etag, silent, spec)
-        if claim is None and self.proto.last_miss == "lost-race":
-            self.count("conflicts")
-        if claim is not None:
-            self.count("takeovers" if lease.state is LeaseState.HELD else "claims")
-            self._start(claim)
-
     # -- stopping -----------------------------------------------------------------------------------
     async def _release_all(self) -> None:
         for claim, _task in list(self.running.values()):
@@ -557,7 +450,7 @@ class Agent:
         with contextlib.suppress(jobspaces.TransientError):
             await self.js.put(layout.node(self.config.name), info.to_json())
 
-    async def _quarantine(
+    async def quarantine(
         self, job: str, task: str, chunk: str, exc: Exception, ready_key: str | None = None, claim: Claim | None = None
     ) -> None:
         """Set a task that cannot be read aside, say so (log and ``quarantine/{job}/{task}.json``), and
@@ -566,7 +459,7 @@ class Agent:
         signature is this agent's problem, not the task's: an upgraded agent, or one with the right
         secret, may still run it."""
         reason = str(exc)
-        self._skip.add((job, task))
+        self.skip.add((job, task))
         self.count("quarantined")
         log.error("quarantine: %s", reason, extra={"action": "quarantine", "job": job, "task": task, "node": self.config.name})
         body = {"job": job, "task": task, "chunk": chunk, "node": self.config.name, "reason": reason, "wall": time.time()}

@@ -21,6 +21,7 @@ from qubits._protocol import Claim
 from qubits._records import JobSpec, Lease, Outcome
 from qubits._scan import ReadyEntry
 
+from ._leases import supervise
 from ._locality import DataLocality
 from ._pool import PooledTask, WorkerPool
 from ._process import TaskProcess
@@ -153,7 +154,7 @@ class Executor:
                 proc.pause()
             waiter = asyncio.ensure_future(proc.wait())
             stopper = asyncio.ensure_future(interrupt.wait())
-            supervisor = asyncio.ensure_future(agent.supervise(claim, waiter, proc))
+            supervisor = asyncio.ensure_future(supervise(agent, claim, waiter))
             finished, _ = await asyncio.wait({supervisor, stopper}, return_when=asyncio.FIRST_COMPLETED)
             why = supervisor.result() if supervisor in finished else "interrupted"
             if why == "interrupted":

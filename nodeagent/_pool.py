@@ -27,7 +27,7 @@ from typing import Any
 
 from qubits._records import TaskSpec
 
-from ._process import LogSink, _die_with_agent
+from ._process import GroupTask, LogSink, _die_with_agent
 
 log = logging.getLogger("qubits.agent")
 
@@ -163,7 +163,7 @@ class WorkerPool:
         self.busy.clear()
 
 
-class PooledTask:
+class PooledTask(GroupTask):
     """One task in a pooled worker, with the surface of ``TaskProcess``."""
 
     def __init__(self, pool: WorkerPool, key: str, *, cwd: Path, env: dict[str, str], scratch: Path, sink: LogSink, flush_every: float) -> None:
@@ -175,9 +175,7 @@ class PooledTask:
         self.sink = sink
         self.flush_every = flush_every
         self.worker: Worker | None = None
-        self.paused = False
         self._offsets = {"stdout": 0, "stderr": 0}
-        self._flusher: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
 
     @property
@@ -190,12 +188,7 @@ class PooledTask:
         assert self.worker.proc.stdin is not None
         self.worker.proc.stdin.write(json.dumps(request).encode() + b"\n")
         await self.worker.proc.stdin.drain()
-        self._flusher = asyncio.create_task(self._flush_loop())
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_every)
-            await self.flush()
+        self._start_flushing()
 
     async def flush(self) -> None:
         """Upload what the task wrote since the last flush (a failed upload is retried next time)."""
@@ -229,38 +222,13 @@ class PooledTask:
             self.pool.discard(worker)
         else:
             self.pool.release(worker)
-        if self._flusher:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-        await self.flush()
+        await self._stop_flushing()
         return code
+
+    def _live(self) -> asyncio.subprocess.Process | None:
+        """The worker: SIGTERM of its group ends it with its task (it is not given back to the pool)."""
+        return self.worker.proc if self.worker is not None and self.worker.alive() else None
 
     def signal_group(self, sig: int) -> None:
         if self.worker is not None:
             self.worker.signal(sig)
-
-    def pause(self) -> None:
-        self.signal_group(signal.SIGSTOP)
-        self.paused = True
-
-    def resume(self) -> None:
-        self.signal_group(signal.SIGCONT)
-        self.paused = False
-
-    async def stop(self, grace: float = 3.0) -> None:
-        """SIGTERM the worker's group (the worker dies with its task), SIGKILL after ``grace``."""
-        worker = self.worker
-        if worker is None or not worker.alive():
-            return
-        if self.paused:
-            self.resume()
-        self.signal_group(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.shield(worker.proc.wait()), grace)
-        except TimeoutError:
-            self.kill()
-
-    def kill(self) -> None:
-        self.signal_group(signal.SIGCONT)
-        self.signal_group(signal.SIGKILL)

@@ -31,7 +31,68 @@ def _die_with_agent() -> None:  # pragma: no cover - runs in the child between f
 """Receives (stream name, new bytes) whenever output is flushed."""
 
 
-class TaskProcess:
+class GroupTask:
+    """What a running task can be told, in terms of a signal to its process group: pause (SIGSTOP),
+    resume, stop (SIGTERM, then SIGKILL after a grace) and kill; and its output flushed every
+    ``flush_every`` seconds while it runs. Subclasses say how to signal, what to wait on, and flush."""
+
+    flush_every: float
+    paused: bool = False
+    _flusher: asyncio.Task[None] | None = None
+
+    def signal_group(self, sig: int) -> None:
+        raise NotImplementedError
+
+    def _live(self) -> asyncio.subprocess.Process | None:
+        """The process whose exit ends the task, while it runs."""
+        raise NotImplementedError
+
+    async def flush(self) -> None:
+        raise NotImplementedError
+
+    def _start_flushing(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_every)
+            await self.flush()
+
+    async def _stop_flushing(self) -> None:
+        """Stop the periodic flush and send the rest."""
+        if self._flusher:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self.flush()
+
+    def pause(self) -> None:
+        self.signal_group(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        self.signal_group(signal.SIGCONT)
+        self.paused = False
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """SIGTERM the group, then SIGKILL after ``grace`` seconds."""
+        proc = self._live()
+        if proc is None:
+            return
+        if self.paused:
+            self.resume()
+        self.signal_group(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
+        except TimeoutError:
+            self.kill()
+
+    def kill(self) -> None:
+        self.signal_group(signal.SIGCONT)
+        self.signal_group(signal.SIGKILL)
+
+
+class TaskProcess(GroupTask):
     """A running command. ``wait()`` returns its exit code (negative: killed by that signal)."""
 
     def __init__(
@@ -51,9 +112,7 @@ class TaskProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self._buffers: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         self._readers: list[asyncio.Task[None]] = []
-        self._flusher: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
-        self.paused = False
 
     async def start(self) -> None:
         # setpriv sets the parent-death signal and execs the task: Python then spawns without running
@@ -74,7 +133,7 @@ class TaskProcess:
             asyncio.create_task(self._read("stdout", self.proc.stdout)),
             asyncio.create_task(self._read("stderr", self.proc.stderr)),
         ]
-        self._flusher = asyncio.create_task(self._flush_loop())
+        self._start_flushing()
 
     @property
     def pid(self) -> int | None:
@@ -83,11 +142,6 @@ class TaskProcess:
     async def _read(self, name: str, stream: asyncio.StreamReader) -> None:
         while chunk := await stream.read(65536):
             self._buffers[name].extend(chunk)
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_every)
-            await self.flush()
 
     async def flush(self) -> None:
         """Send what was written since the last flush (a failed upload keeps the bytes for the next)."""
@@ -108,39 +162,15 @@ class TaskProcess:
         _, pending = await asyncio.wait(self._readers, timeout=2.0)
         for reader in pending:
             reader.cancel()
-        if self._flusher:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-        await self.flush()
+        await self._stop_flushing()
         return code
 
+    def _live(self) -> asyncio.subprocess.Process | None:
+        return self.proc if self.proc is not None and self.proc.returncode is None else None
+
     def signal_group(self, sig: int) -> None:
-        if self.proc is None or self.proc.returncode is not None:
+        if self._live() is None:
             return
+        assert self.proc is not None
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, sig)
-
-    def pause(self) -> None:
-        self.signal_group(signal.SIGSTOP)
-        self.paused = True
-
-    def resume(self) -> None:
-        self.signal_group(signal.SIGCONT)
-        self.paused = False
-
-    async def stop(self, grace: float = 3.0) -> None:
-        """SIGTERM the group, then SIGKILL after ``grace`` seconds."""
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        if self.paused:
-            self.resume()
-        self.signal_group(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.shield(self.proc.wait()), grace)
-        except TimeoutError:
-            self.kill()
-
-    def kill(self) -> None:
-        self.signal_group(signal.SIGCONT)
-        self.signal_group(signal.SIGKILL)

@@ -148,11 +148,11 @@ class SimAgent(Agent):
             self._asking_since = _now()
         return await super()._fill_slots()
 
-    def _start(self, claim: Claim, ready_key: str | None = None) -> None:
+    def start_claim(self, claim: Claim, ready_key: str | None = None) -> None:
         now = _now()
         if ready_key is not None and self._asking_since is not None:
             self.fleet.claim_wait.append((now, now - self._asking_since))
-        super()._start(claim, ready_key)
+        super().start_claim(claim, ready_key)
         self._asking_since = now if self.free_slots() > 0 else None
 
     async def _run_claim(self, claim: Claim, ready_key: str | None) -> None:
