@@ -268,6 +268,11 @@ class Specs:
             digests = self._digests.get(job, [])
             if int(chunk) >= len(digests) or hashlib.sha256(data).hexdigest() != digests[int(chunk)]:
                 raise TamperedJob(f"job {job}: task chunk {chunk} does not match its signed digest; refusing to run it")
+        tasks = self._parse_chunk(key, data)
+        self._remember(self._chunks, (job, chunk), tasks)
+        return tasks
+
+    def _parse_chunk(self, key: str, data: bytes) -> dict[str, TaskSpec]:
         try:
             raw = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -278,7 +283,6 @@ class Specs:
         for item in raw:
             t = TaskSpec.from_dict(item, key)
             tasks[t.id] = t
-        self._remember(self._chunks, (job, chunk), tasks)
         return tasks
 
     async def task(self, job: str, chunk: str, task: str) -> TaskSpec:

@@ -83,18 +83,11 @@ class SharedSpecs(Specs):
         super().__init__(js)
         self._parsed = parsed
 
-    async def chunk(self, job: str, chunk: str) -> dict[str, TaskSpec]:
-        cached = self._chunks.get((job, chunk))
-        if cached is not None:
-            self._chunks.move_to_end((job, chunk))
-            return cached
-        key = layout.task_chunk(job, chunk)
-        data, _ = await self.js.get(key)  # the request every agent makes
+    def _parse_chunk(self, key: str, data: bytes) -> dict[str, TaskSpec]:
+        # Each agent still GETs the chunk (the request is what is simulated); parsing it once is enough.
         tasks = self._parsed.get(key)
         if tasks is None:
-            tasks = {t.id: t for t in (TaskSpec.from_dict(item, key) for item in json.loads(data))}
-            self._parsed[key] = tasks
-        self._remember(self._chunks, (job, chunk), tasks)
+            tasks = self._parsed[key] = super()._parse_chunk(key, data)
         return tasks
 
 
