@@ -22,7 +22,6 @@ not the simulator's CPU.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing
 import random
 import sys
@@ -89,8 +88,6 @@ class CellResult:
     executions: list[tuple[str, str, int]]
     requests: dict[str, int]
     wall: float
-    refilled: int = 0
-    """Tasks submitted while the cell ran, to hold the queue at its size."""
 
 
 async def _fill_or_refused(agent: _SimAgent) -> int:
@@ -166,22 +163,7 @@ async def _run_agents(url: str, agents: int, rate: float, measure: int, seed: in
             await asyncio.gather(*(t for _, t in list(agent.running.values())), return_exceptions=True)
             next_ask = max(time.perf_counter(), next_ask + period * random.uniform(0.5, 1.5))
 
-    async def refill() -> None:
-        # Hold the queue at its size while the cell runs: a cell claims more tasks (one per agent to
-        # warm up, then ``measure``) than a small queue holds, and "1,000 agents, 1k queued" means a
-        # thousand tasks waiting throughout, not a queue drained by the warm-up.
-        while not done.is_set():
-            await asyncio.sleep(0.25)
-            if (k := len(executions) - refilled[0]) > 0:
-                refilled[0] += k
-                await submit_many(inner, k)
-
-    refilled = [0]
-    refiller = asyncio.create_task(refill())
     await asyncio.gather(*(one(i) for i in range(agents)))
-    refiller.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await refiller
     wall = time.perf_counter() - t_start
     counts = js.counts()
     # Committed leases linger (TOMBSTONE_LINGER) before their owner deletes them; count those deletes
@@ -193,7 +175,7 @@ async def _run_agents(url: str, agents: int, rate: float, measure: int, seed: in
             deferred += 1
     if deferred:
         counts["DELETE leases"] = counts.get("DELETE leases", 0) + deferred
-    return CellResult(latencies, lists, misses, sum(a.refused for a in sims), executions, counts, wall, refilled[0])
+    return CellResult(latencies, lists, misses, sum(a.refused for a in sims), executions, counts, wall)
 
 
 def _cell_worker(args: dict[str, Any]) -> dict[str, Any]:
@@ -201,7 +183,16 @@ def _cell_worker(args: dict[str, Any]) -> dict[str, Any]:
     r = asyncio.run(_run_agents(args["url"], args["agents"], args["rate"], args["measure"], args["seed"], args.get("topup"),
                                 args.get("warm", True)))
     return {"latencies": r.latencies, "lists": r.list_seconds, "misses": r.misses, "refused": r.refused, "executions": r.executions,
-            "requests": r.requests, "wall": r.wall, "refilled": r.refilled}
+            "requests": r.requests, "wall": r.wall}
+
+
+def _topup(pool: Any, url: str, n: int, in_process: bool) -> None:
+    if n <= 0:
+        return
+    if in_process:  # memory:// lives in the pool's one process
+        pool.apply(_cell_worker, ({"url": url, "agents": 0, "rate": 1, "measure": 0, "seed": 0, "topup": n},))
+    else:
+        asyncio.run(submit_many(jobspaces.open_jobspace(url), n, parallel=4))
 
 
 def run(store: Any, *, agents: list[int], queues: list[int], measure: int, rate: float, procs: int = 2) -> dict[str, Any]:
@@ -229,6 +220,11 @@ def run(store: Any, *, agents: list[int], queues: list[int], measure: int, rate:
                 for k, p in enumerate(per):
                     jobs.append({"url": url, "agents": p, "rate": rate * p / n, "measure": max(1, measure * p // n),
                                  "seed": hash((queue, n, k)) & 0xFFFF})
+                # A cell claims one task per agent to warm up, then ``measure``: add as many first, so the
+                # queue never drains below its size while the cell runs ("1,000 agents, 1k queued" means a
+                # thousand tasks waiting throughout), and nothing is submitted while claims are timed.
+                extra = n + measure
+                _topup(pool, url, extra, in_process)
                 results = pool.map(_cell_worker, jobs)
                 lat = [x for r in results for x in r["latencies"]]
                 lists = [x for r in results for x in r["lists"]]
@@ -259,11 +255,7 @@ def run(store: Any, *, agents: list[int], queues: list[int], measure: int, rate:
                       f"p99 {cell['latency_ms']['p99']} ms, {cell['wall_s']} s", file=sys.stderr, flush=True)
                 if dups:
                     raise BenchError(f"claim scenario on {store.name}: {dups} duplicate executions (queue {queue}, {n} agents)")
-                # Keep the queue at its size: submit as many tasks as were claimed and not refilled yet.
-                if missing := executed - sum(r["refilled"] for r in results):
-                    if in_process:
-                        pool.apply(_cell_worker, ({"url": url, "agents": 0, "rate": 1, "measure": 0, "seed": 0, "topup": missing},))
-                    else:
-                        asyncio.run(submit_many(jobspaces.open_jobspace(url), missing, parallel=4))
+                # Back to its size for the next cell.
+                _topup(pool, url, executed - extra, in_process)
         store.discard(url)
     return {"cells": cells}
