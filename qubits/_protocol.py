@@ -200,10 +200,17 @@ class Protocol:
         if current.state is LeaseState.RELEASED:
             if silent < current.delay:
                 return None
-            return await self._swap(key, current, etag, spec, takeover=False)
-        if is_dead(current, silent):
-            return await self._swap(key, current, etag, spec, takeover=True)
-        return None
+        elif not is_dead(current, silent):
+            return None
+        # A lease cannot be held or released once its task is decided; if one is, a write that should
+        # have been refused landed (seen on moto, whose conditional writes are not atomic: a zombie's
+        # late renewal and its own commit both passed the ETag check). Never run a decided task again.
+        if await self.js.exists(layout.done(current.job, current.task)):
+            self.last_miss = "decided"
+            log.warning("a decided task had a live lease; buried it", extra=self._extra(current.job, current.task, current.attempt, "bury"))
+            await self.bury(current.job, current.task, current.chunk, spec)
+            return None
+        return await self._swap(key, current, etag, spec, takeover=current.state is not LeaseState.RELEASED)
 
     async def _swap(self, key: str, current: Lease, etag: str, spec: TaskSpec, *, takeover: bool) -> Claim | None:
         now = time.time()

@@ -93,6 +93,34 @@ def test_a_live_lease_is_not_taken_over_and_a_silent_one_is(js: jobspaces.Jobspa
     run(main())
 
 
+def test_a_held_lease_of_a_decided_task_is_buried_not_taken_over(js: jobspaces.Jobspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A store whose conditional writes are not atomic (moto, under load) let a zombie's late renewal
+    # overwrite its own commit: the task has its done record, yet its lease reads "held". Whoever finds
+    # that lease dead must not run the task again (the long S3 soak caught a second execution).
+    clock = [1000.0]
+    monkeypatch.setattr("qubits._protocol.time.monotonic", lambda: clock[0])
+
+    async def main() -> None:
+        await _submit(js, [TaskSpec("a")])
+        spec = await Specs(js).task("job1", "000000", "a")
+        holder = Protocol(js, "holder", ttl=10)
+        claim = await holder.claim("job1", "000000", spec)
+        assert claim is not None
+        held_body = claim.lease.to_json()
+        await holder.commit(claim, Outcome.SUCCEEDED, linger=True)
+        await js.put(layout.lease("job1", "a"), held_body)  # the write a correct store would refuse
+        other = Protocol(js, "other", ttl=10)
+        assert await other.claim("job1", "000000", spec) is None  # first sighting
+        clock[0] += 10.6
+        assert await other.claim("job1", "000000", spec) is None
+        assert other.last_miss == "decided"
+        assert not await js.exists(layout.lease("job1", "a"))
+        data, _ = await js.get(layout.done("job1", "a"))
+        assert Done.from_json(data, "done").holder == "holder"
+
+    run(main())
+
+
 def test_holder_fences_itself_when_it_cannot_renew_in_time(js: jobspaces.Jobspace, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [50.0]
     monkeypatch.setattr("qubits._protocol.time.monotonic", lambda: clock[0])
