@@ -55,25 +55,27 @@ FULL = Plan(
     floor_n=300,
     floor_lists=30,
     claim_agents=[1, 10, 100, 1000],
-    claim_queues={"default": [1000, 10_000, 100_000], "moto": [1000, 10_000], "seaweed": [1000, 10_000]},
+    claim_queues={"default": [1000, 10_000, 100_000], "local": [1000], "moto": [1000], "seaweed": [1000]},
     claim_measure={"default": 400, "moto": 90, "seaweed": 150},
-    # 1,000 cold agents on moto cost 1,000 LISTs of 1,000 keys, ~0.2 s of moto's CPU each: not run there.
-    claim_agents_by_store={"moto": [1, 10, 100]},
+    # moto answers a LIST of 1,000 keys in ~0.7 s of its one CPU (the floor table), and a cold or missed
+    # agent lists again: 100 agents on moto kept its CPU busy for over 15 minutes without finishing a
+    # cell. On the object stores the claim scenario stops where the server, not qubits, is measured; the
+    # simulator (bench/SIMULATED.md) takes over from there.
+    claim_agents_by_store={"moto": [1, 10], "seaweed": [1, 10, 100]},
     throughput_shapes=[(4, 1), (2, 8)],
-    throughput_tasks={"default": 2000, "moto": 1000, "seaweed": 1000},
+    throughput_tasks={"default": 1000, "moto": 500, "seaweed": 500},
     reps=3,
     idle_stores=["moto"],
-    idle_window=180.0,
+    idle_window=120.0,
     idle_settle=10.0,
     takeover_stores=["local", "moto"],
     takeover_ttls=[2.0, 10.0],
-    takeover_reps=3,
+    takeover_reps=2,
     memory_stores=["local"],
     memory_submit=100_000,
-    peers={"redis_tasks": 2000, "s3_tasks": 2000, "workers": 4, "reps": 3, "latency_tries": 30, "kill": True,
-           "kill_window": 90},
+    peers={"redis_tasks": 1000, "s3_tasks": 500, "workers": 4, "reps": 3, "latency_tries": 15, "kill": True,
+           "kill_window": 60},
 )
-
 QUICK = Plan(
     name="quick",
     stores=["memory", "local", "moto"],
