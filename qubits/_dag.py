@@ -215,7 +215,7 @@ class Dag:
             return Result(None)
         if kind == "decline":
             await self.proto.release(claim, failed=False, error=str(control.get("reason") or "declined"))
-            agent._skip.add((claim.job, claim.task))
+            agent.skip.add((claim.job, claim.task))
             return Result(None)
         if kind == "fail":
             # The runner knows no retry can mend it (a dependency cycle, a Qfile that does not load).
