@@ -14,7 +14,7 @@ from jobspaces import Faults, FaultyJobspace, MemoryJobspace
 from qubits import _layout as layout
 from qubits._dag import Dag
 from qubits._ids import task_id, task_name
-from qubits._protocol import LeaseLost, Protocol
+from qubits._protocol import Claim, LeaseLost, Protocol
 from qubits._records import Done, JobSpec, Lease, LeaseState, Outcome, TaskSpec
 from qubits._scan import ReadyIndex
 from qubits._specs import Specs
@@ -33,6 +33,16 @@ def run(coro):  # type: ignore[no-untyped-def]
 async def _submit(js: jobspaces.Jobspace, tasks: list[TaskSpec], dag: bool = False) -> str:
     spec = await Specs(js).submit(JobSpec(id="job1"), tasks, dag=dag)
     return spec.id
+
+
+async def _claimed(js: jobspaces.Jobspace, holder: str, ttl: float) -> tuple[TaskSpec, Protocol, Claim]:
+    """Task "a" of job1 submitted and claimed by ``holder``."""
+    await _submit(js, [TaskSpec("a")])
+    spec = await Specs(js).task("job1", "000000", "a")
+    proto = Protocol(js, holder, ttl=ttl)
+    claim = await proto.claim("job1", "000000", spec)
+    assert claim is not None
+    return spec, proto, claim
 
 
 def test_exactly_one_of_many_concurrent_claimers_wins(js: jobspaces.Jobspace) -> None:
@@ -101,11 +111,7 @@ def test_a_held_lease_of_a_decided_task_is_buried_not_taken_over(js: jobspaces.J
     monkeypatch.setattr("qubits._protocol.time.monotonic", lambda: clock[0])
 
     async def main() -> None:
-        await _submit(js, [TaskSpec("a")])
-        spec = await Specs(js).task("job1", "000000", "a")
-        holder = Protocol(js, "holder", ttl=10)
-        claim = await holder.claim("job1", "000000", spec)
-        assert claim is not None
+        spec, holder, claim = await _claimed(js, "holder", ttl=10)
         held_body = claim.lease.to_json()
         await holder.commit(claim, Outcome.SUCCEEDED, linger=True)
         await js.put(layout.lease("job1", "a"), held_body)  # the write a correct store would refuse
@@ -126,11 +132,7 @@ def test_holder_fences_itself_when_it_cannot_renew_in_time(js: jobspaces.Jobspac
     monkeypatch.setattr("qubits._protocol.time.monotonic", lambda: clock[0])
 
     async def main() -> None:
-        await _submit(js, [TaskSpec("a")])
-        spec = await Specs(js).task("job1", "000000", "a")
-        proto = Protocol(js, "me", ttl=5)
-        claim = await proto.claim("job1", "000000", spec)
-        assert claim is not None
+        _, proto, claim = await _claimed(js, "me", ttl=5)
         clock[0] += 5.01
         with pytest.raises(LeaseLost):
             await proto.renew(claim)
