@@ -206,8 +206,13 @@ class Agent:
                 if found and self.free_slots() > 0:
                     continue
                 self._kick.clear()
+                wait = interval if not self.draining else 0.2
+                if self._leases_seen:
+                    # Wake for the lease scan: an idle backoff (5 s on object stores) must not delay a
+                    # takeover past ttl + one scan interval (bench: 8 s after kill -9 at ttl 2 on moto).
+                    wait = min(wait, max(0.05, next_scan - time.monotonic()))
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), interval if not self.draining else 0.2)
+                    await asyncio.wait_for(self._kick.wait(), wait)
         except jobspaces.JobspaceError as exc:
             log.error("jobspace failed: %s", exc, extra={"action": "fatal", "node": self.config.name})
             await self._stop_all()
