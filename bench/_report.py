@@ -141,7 +141,7 @@ def markdown_table(name: str, res: dict[str, Any]) -> str:
     _title, fn = TABLES[name]
     head, rows = fn(res)
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
