@@ -389,7 +389,7 @@ class Agent:
                 )
             return  # lease lost or handed back by the executor
         if result.outcome is Outcome.SUCCEEDED or result.outcome is Outcome.CANCELLED or result.final:
-            await self.proto.commit(claim, result.outcome, error=result.error, exit_code=result.exit_code, has_result=result.has_result, linger=True)
+            await self.proto.commit(claim, result.outcome, error=result.error, exit_code=result.exit_code, has_result=result.has_result, value=result.value, linger=True)
             self._bury(claim)
             self.count("commits")
             self.count("succeeded" if result.outcome is Outcome.SUCCEEDED else "failures" if result.outcome is Outcome.FAILED else "cancelled")

@@ -16,7 +16,7 @@ import jobspaces
 from qubits import _layout as layout
 from qubits._bundle import extract
 from qubits._dag import Dag
-from qubits._defaults import LOG_FLUSH
+from qubits._defaults import INLINE_RESULT_MAX, LOG_FLUSH
 from qubits._protocol import Claim
 from qubits._records import JobSpec, Lease, Outcome
 from qubits._scan import ReadyEntry
@@ -43,6 +43,8 @@ class Result:
     final: bool = False
     """No retry: the outcome stands whatever attempts are left."""
     has_result: bool = False
+    value: bytes | None = None
+    """A small Python result carried in the done record (the job asked for inline results)."""
     interrupted: bool = False
 
 
@@ -168,14 +170,14 @@ class Executor:
                 with contextlib.suppress(asyncio.CancelledError):
                     await waiter
             code = waiter.result() if waiter.done() and not waiter.cancelled() else -9
-            return await self._ended(claim, why, code, scratch)
+            return await self._ended(claim, job, why, code, scratch)
         finally:
             self.procs.pop(key, None)
             self._interrupts.pop(key, None)
             if not why_keep_scratch():
                 shutil.rmtree(scratch, ignore_errors=True)
 
-    async def _ended(self, claim: Claim, why: str, code: int, scratch: Path) -> Result:
+    async def _ended(self, claim: Claim, job: JobSpec, why: str, code: int, scratch: Path) -> Result:
         if why == "lost":
             return Result(None, "lease lost")
         if why == "cancelled":
@@ -187,14 +189,17 @@ class Executor:
         if code == CONTROL_EXIT and (scratch / "control.json").is_file():
             control = json.loads((scratch / "control.json").read_text())
             return await self.dag.on_control(claim, control, self.agent)
-        has_result = await self._upload_outputs(claim, scratch)
+        inline = bool(((job.config or {}).get("map") or {}).get("inline"))
+        has_result, value = await self._upload_outputs(claim, scratch, inline)
         if code == 0:
-            return Result(Outcome.SUCCEEDED, None, 0, has_result=has_result)
+            return Result(Outcome.SUCCEEDED, None, 0, has_result=has_result, value=value)
         error = _error_text(scratch, code)
-        return Result(Outcome.FAILED, error, code, has_result=has_result, final=not _retryable(scratch))
+        return Result(Outcome.FAILED, error, code, has_result=has_result, value=value, final=not _retryable(scratch))
 
-    async def _upload_outputs(self, claim: Claim, scratch: Path) -> bool:
-        """Files in QUBITS_OUTPUT go under the attempt's own prefix; a Python result likewise."""
+    async def _upload_outputs(self, claim: Claim, scratch: Path, inline: bool) -> tuple[bool, bytes | None]:
+        """Files in QUBITS_OUTPUT go under the attempt's own prefix; a Python result likewise, or, when
+        the job asked for it and it is small, back to the caller to travel in the done record.
+        Whether there is a result, and its bytes when they travel inline."""
         js = self.agent.js
         prefix = layout.run_prefix(claim.job, claim.task, claim.attempt)
         out = scratch / "out"
@@ -204,10 +209,13 @@ class Executor:
                 with contextlib.suppress(jobspaces.InvalidKey):
                     await js.put(f"{prefix}out/{rel}", path.read_bytes())
         result = scratch / "result"
-        if result.is_file():
-            await js.put(layout.result(claim.job, claim.task, claim.attempt), result.read_bytes())
-            return True
-        return False
+        if not result.is_file():
+            return False, None
+        data = result.read_bytes()
+        if inline and len(data) <= INLINE_RESULT_MAX:
+            return True, data
+        await js.put(layout.result(claim.job, claim.task, claim.attempt), data)
+        return True, None
 
 
 def why_keep_scratch() -> bool:

@@ -373,6 +373,9 @@ class Job:
         done = self.client.done_record(self.id, tid)
         if done is None or not done.has_result:
             return None
+        inline = done.inline_result()
+        if inline is not None:
+            return inline
         return run_sync(self.client.aio.get(layout.result(self.id, tid, done.attempt)))[0]
 
 

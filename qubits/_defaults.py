@@ -38,6 +38,9 @@ STOP_TIMEOUT = 60.0
 """Seconds a draining agent lets running tasks finish before it releases their leases."""
 WAKE_MIN_INTERVAL = 1.0
 """Seconds between writes of the wake object by one writer (GCS: one write per second per object)."""
+INLINE_RESULT_MAX = 4096
+"""The largest Python result (pickled bytes) carried inside its task's done record instead of an object
+of its own: a map of small values then costs no result PUT on the agent and no result GET on the client."""
 MAX_SPEC_BYTES = 1 << 20
 """The largest task spec accepted (1 MiB): bulk data belongs in datasets or files, not in specs."""
 FORMAT_VERSION = 1

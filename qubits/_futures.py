@@ -280,10 +280,10 @@ class Watcher:
                 data, _ = await js.get(layout.done(self.job, tid))
                 try:
                     done = Done.from_json(data, layout.done(self.job, tid))
+                    body = done.inline_result() if done.has_result else None
                 except CorruptObject as exc:
-                    done = Done(self.job, tid, Outcome.FAILED.value, 0, error=str(exc))
-                body = None
-                if done.has_result and done.attempt:
+                    done, body = Done(self.job, tid, Outcome.FAILED.value, 0, error=str(exc)), None
+                if body is None and done.has_result and done.attempt:
                     try:
                         body, _ = await js.get(layout.result(self.job, tid, done.attempt))
                     except jobspaces.NotFound:

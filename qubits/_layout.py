@@ -13,7 +13,8 @@
     done/{job}/{task}.json                 the one final record of a task
     runs/{job}/{task}/{attempt}/log/{n}    output of one attempt, in parts as it runs
     runs/{job}/{task}/{attempt}/out/…      files an attempt produced
-    runs/{job}/{task}/{attempt}/result     the return value of a Python task
+    runs/{job}/{task}/{attempt}/result     the return value of a Python task (one of a map or submit job
+                                           up to INLINE_RESULT_MAX bytes rides in its done record instead)
     quarantine/{job}/{task}.json           why a task could not be read
     fleet/{job}/{node}.json                an agent `qubits run` started over ssh: host, pid (for `qubits kill`)
     jobs/{job}/gc                          `qubits gc` is removing this finished job (resumed if interrupted)

@@ -168,7 +168,9 @@ class Executor:
         return self._code_digest
 
     def _job(self, kind: str, name: str, conf: dict[str, Any], code: str | None) -> JobSpec:
-        return JobSpec(id=new_job_id(), kind=kind, name=name, code=code, config={"map": conf})
+        # inline: small results travel in the done records (agents of any version may run the job: an
+        # older one ignores the flag and writes result objects, which the watcher reads as before).
+        return JobSpec(id=new_job_id(), kind=kind, name=name, code=code, config={"map": {**conf, "inline": True}})
 
     async def _map(self, fn: Any, items: Iterable[Any] | Dataset, *, params: Any, chunksize: int | None, batched: bool, name: str) -> Map:
         if type(items).__module__ == "numpy" and type(items).__name__ == "ndarray":

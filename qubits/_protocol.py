@@ -19,6 +19,7 @@ Invariants (DESIGN.md §4), and where each is kept:
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import random
 import time
@@ -235,6 +236,8 @@ class Protocol:
             outcome=None,
             error=None,
             exit_code=None,
+            has_result=False,
+            value=None,
             wall=now,
         )
         if failures >= spec.max_attempts:
@@ -317,10 +320,12 @@ class Protocol:
         error: str | None = None,
         exit_code: int | None = None,
         has_result: bool = False,
+        value: bytes | None = None,
         failures: int | None = None,
         linger: bool = False,
     ) -> Done:
-        """Decide the task's outcome (fenced by our ETag), then write its one done record."""
+        """Decide the task's outcome (fenced by our ETag), then write its one done record. ``value``: a
+        small result carried in the lease and the done record themselves (no result object)."""
         now = time.time()
         nxt = replace(
             claim.lease,
@@ -332,6 +337,7 @@ class Protocol:
             finished=now,
             failures=claim.lease.failures if failures is None else failures,
             has_result=has_result,
+            value=None if value is None else base64.b64encode(value).decode(),
             wall=now,
         )
         await self._space(claim)
@@ -357,6 +363,7 @@ class Protocol:
             started=lease.started,
             finished=lease.finished,
             has_result=lease.has_result,
+            value=lease.value,
             attempts=lease.history,
         )
         key = layout.done(lease.job, lease.task)

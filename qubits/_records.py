@@ -6,6 +6,7 @@ rather than guessing at fields it does not know.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum, StrEnum
@@ -142,6 +143,8 @@ class Lease(Record):
     error: str | None = None
     exit_code: int | None = None
     has_result: bool = False
+    value: str | None = None
+    """A small result itself (base64 of its pickle; see INLINE_RESULT_MAX), carried to the done record."""
     started: float = 0.0
     finished: float = 0.0
     wall: float = 0.0
@@ -166,8 +169,20 @@ class Done(Record):
     started: float = 0.0
     finished: float = 0.0
     has_result: bool = False
+    value: str | None = None
+    """A small result itself (base64 of its pickle), when the job asked for inline results; else the
+    result is the object ``runs/{job}/{task}/{attempt}/result``."""
     attempts: list[dict[str, Any]] = field(default_factory=list)
     """Earlier attempts: holder, outcome, error, started, finished (for the timeline)."""
+
+    def inline_result(self) -> bytes | None:
+        """The result carried in this record, if it is (None: read the result object, if any)."""
+        if self.value is None:
+            return None
+        try:
+            return base64.b64decode(self.value, validate=True)
+        except (ValueError, TypeError) as exc:
+            raise CorruptObject(f"done/{self.job}/{self.task}: its inline result is not base64 ({exc})") from None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import jobspaces
 import qubits
 from qubits import _layout as layout
 from qubits._futures import RemoteTraceback
+from qubits._records import Done
 from tests.agents import AgentProcess, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,6 +150,25 @@ def test_results_come_back_in_order(url: str, fleet: Fleet) -> None:
     assert [f.result() for f in grouped[20:]] == [120, 121, 122]
 
 
+def blob(x: int) -> bytes:
+    return bytes([x]) * (10_000 if x % 2 else 10)
+
+
+def test_small_results_travel_in_done_records_and_large_ones_in_their_own_objects(url: str, fleet: Fleet) -> None:
+    """A map of small values costs no result object (no PUT on the agent, no GET here); a value past
+    INLINE_RESULT_MAX still comes back whole, through its own object."""
+    fleet.start(url, 1)
+    m = qubits.map(blob, range(6), jobspace=url)
+    assert m.results(timeout=120) == [blob(x) for x in range(6)]
+    js = jobspaces.SyncJobspace(jobspaces.open_jobspace(url))
+    objects = {meta.key.split("/")[2] for meta in js.list(f"runs/{m.job.id}/") if meta.key.endswith("/result")}
+    assert objects == {"i0000001", "i0000003", "i0000005"}
+    for x in range(6):
+        done = Done.from_json(js.get(layout.done(m.job.id, f"i{x:07d}"))[0])
+        assert done.has_result
+        assert (done.value is None) == bool(x % 2), f"item {x}: inline value {done.value!r}"
+
+
 def test_a_remote_exception_is_raised_with_its_remote_traceback_and_not_retried(url: str, fleet: Fleet) -> None:
     fleet.start(url, 1)
     m = qubits.map(fails_on_three, range(6), jobspace=url)
@@ -204,7 +224,7 @@ def test_a_dataset_travels_once_and_agents_fetch_only_the_chunks_they_lack(url: 
     assert first == [sum(data[i : i + 10]) for i in range(0, 80, 10)]
     uploaded = counting.counts()
     assert uploaded.get("PUT_CREATE data") == 8
-    assert uploaded.get("GET done") == 8 and uploaded.get("GET runs") == 8  # each record and result read once
+    assert uploaded.get("GET done") == 8 and "GET runs" not in uploaded  # each record read once; results ride in them
 
     counting.reset()
     second = qubits.map(chunk_total, ds, params=3, batched=True, jobspace=client).results(timeout=120)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -205,3 +206,14 @@ def test_a_node_traceback_gets_its_source_lines_from_the_client_files() -> None:
     node_tb = f'Traceback (most recent call last):\n  File "{__file__}", line {line}, in fails\nKeyError: \'no 1\'\n'
     assert with_source(node_tb).splitlines()[2] == '    raise KeyError(f"no {x}")'
     assert with_source(with_source(node_tb)) == with_source(node_tb)  # lines already there are kept
+
+
+def test_a_done_record_whose_inline_result_is_not_base64_is_reported_corrupt() -> None:
+    from qubits._records import Done
+    from qubits.errors import CorruptObject
+
+    good = Done("j", "t", "succeeded", 1, has_result=True, value=base64.b64encode(b"abc").decode())
+    assert Done.from_json(good.to_json()).inline_result() == b"abc"
+    assert Done("j", "t", "succeeded", 1, has_result=True).inline_result() is None
+    with pytest.raises(CorruptObject, match="not base64"):
+        Done("j", "t", "succeeded", 1, has_result=True, value="**not base64**").inline_result()
