@@ -74,7 +74,7 @@ FULL = Plan(
     memory_stores=["local"],
     memory_submit=100_000,
     peers={"redis_tasks": 1000, "s3_tasks": 500, "workers": 4, "reps": 3, "latency_tries": 15, "kill": True,
-           "kill_window": 60},
+           "kill_window": 90, "seaweed": True},
 )
 QUICK = Plan(
     name="quick",

