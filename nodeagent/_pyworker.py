@@ -23,11 +23,21 @@ from pathlib import Path
 from typing import Any
 
 
+def _set_environ(target: dict[str, str]) -> None:
+    """Make os.environ equal ``target``, touching only what differs (two tasks of a job differ in a few
+    variables; clearing and refilling all of them was a fifth of a pooled task's CPU)."""
+    env = os.environ
+    for k in [k for k in env if k not in target]:
+        del env[k]
+    for k, v in target.items():
+        if env.get(k) != v:
+            env[k] = v
+
+
 def _run(request: dict[str, Any], base_env: dict[str, str], base_path: list[str]) -> int:
     scratch = Path(request["scratch"])
     cwd = str(request["cwd"])
-    os.environ.clear()
-    os.environ.update({str(k): str(v) for k, v in request["env"].items()})
+    _set_environ({str(k): str(v) for k, v in request["env"].items()})
     os.chdir(cwd)
     code_dir = os.environ.get("QUBITS_CODE")
     sys.path[:] = ([code_dir] if code_dir else []) + base_path
@@ -60,8 +70,7 @@ def _run(request: dict[str, Any], base_env: dict[str, str], base_path: list[str]
         os.dup2(saved_err, 2)
         for fd in (devnull, saved_err, out, err):
             os.close(fd)
-        os.environ.clear()
-        os.environ.update(base_env)
+        _set_environ(base_env)
 
 
 def main() -> int:

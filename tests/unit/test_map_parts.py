@@ -217,3 +217,14 @@ def test_a_done_record_whose_inline_result_is_not_base64_is_reported_corrupt() -
     assert Done("j", "t", "succeeded", 1, has_result=True).inline_result() is None
     with pytest.raises(CorruptObject, match="not base64"):
         Done("j", "t", "succeeded", 1, has_result=True, value="**not base64**").inline_result()
+
+
+def test_a_pooled_worker_gives_each_task_exactly_its_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nodeagent._pyworker import _set_environ
+
+    monkeypatch.setenv("LEFT_BY_THE_LAST_TASK", "1")
+    monkeypatch.setenv("QUBITS_TASK", "t1")
+    monkeypatch.delenv("NEW", raising=False)  # so that monkeypatch removes it again afterwards
+    target = {**{k: v for k, v in os.environ.items() if k != "LEFT_BY_THE_LAST_TASK"}, "QUBITS_TASK": "t2", "NEW": "x"}
+    _set_environ(target)
+    assert dict(os.environ) == target
