@@ -52,7 +52,9 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             rows.append(("idle agent < 80 MB", f"{r['idle_agent_mb']} MB", "met" if r["idle_agent_mb"] < 80 else "missed"))
     peers = results.get("peers")
     if peers:
-        for t in peers.get("targets", []):
+        from .peers import peer_targets
+
+        for t in peer_targets(peers.get("rows", [])):  # from the rows: a re-render applies today's rules
             rows.append(tuple(t))  # type: ignore[arg-type]
     return rows
 

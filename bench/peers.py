@@ -360,7 +360,7 @@ def run(bench_run: Any) -> dict[str, Any]:
         finally:
             server.stop()
     _ratios(rows)
-    return {"rows": rows, "notes": notes, "targets": _targets(rows), "method": __doc__}
+    return {"rows": rows, "notes": notes, "targets": peer_targets(rows), "method": __doc__}
 
 
 def _s3_pair(store: str, server: Any, p: dict[str, Any], kinds: list[str], qubits_python: bool, missing: list[str],
@@ -429,11 +429,12 @@ def _ratios(rows: list[dict[str, Any]]) -> None:
                 r["dispatch_p50_ratio"] = round(q["dispatch_ms"]["p50"] / r["dispatch_ms"]["p50"], 2)
 
 
-def _targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+def peer_targets(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     out = []
     for r in rows:
         if r.get("key") == "buquet" and "qubits_ratio" in r:
-            q = next((x for x in rows if x.get("key") == "qubits" and x["store"] == r["store"] and "tasks_per_s" in x), None)
+            q = next((x for x in rows if x.get("key") == "qubits" and x["store"] == r["store"] and x["task"] == r["task"]
+                      and "tasks_per_s" in x), None)
             reqs = q.get("requests_per_task") if q else None
             ok = r["qubits_ratio"] >= 3 and (reqs is None or reqs <= 8)
             out.append((f">= 3x buquet's throughput at <= 8 requests/task ({r['store']}, {r['task']} task)",
