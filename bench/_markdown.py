@@ -71,6 +71,8 @@ def write_markdown(path: Path, meta: dict[str, Any], results: dict[str, Any], ou
         "the end (other work shares this machine). Stores, agents, servers and clients all run on these cores.",
         "",
     ]
+    if meta.get("note"):
+        lines += [f"**How this page was made**: {meta['note']}", ""]
     if meta.get("skipped_stores"):
         lines += ["Stores that could not start: " + "; ".join(f"{k}: {v}" for k, v in meta["skipped_stores"].items()), ""]
     if meta.get("errors"):

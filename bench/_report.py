@@ -133,7 +133,7 @@ def print_table(name: str, res: dict[str, Any]) -> None:
     for h in head:
         table.add_column(h, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(str(c) for c in row))  # rich renders strings, not numbers
     Console(stderr=True, width=200).print(table)
 
 
