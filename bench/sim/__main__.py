@@ -1,4 +1,4 @@
-"""``python -m bench.sim [--plan full|quick|scale|tiny] [--out DIR] [--markdown bench/SIMULATED.md]``.
+"""``python -m bench.sim [--plan full|quick|scale|million|check|tiny] [--out DIR] [--markdown bench/SIMULATED.md]``.
 
 Runs the simulated scenario (see bench/sim/scenario.py), prints its table, writes ``DIR/sim.json`` and
 ``DIR/sim.png``, and with ``--markdown`` replaces the generated part of that file (between the
