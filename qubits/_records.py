@@ -49,22 +49,20 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain data, a deep copy (the caller may change it)."""
-        out = asdict(self)  # type: ignore[call-overload]
-        out["v"] = FORMAT_VERSION
-        return {k: (v.value if isinstance(v, Enum) else v) for k, v in out.items()}
+        return self._plain(asdict(self))  # type: ignore[call-overload]
 
     def to_json(self) -> bytes:
-        """The stored form: the same bytes as ``to_dict`` would give, without its deep copy (a lease is
-        written several times per task: bench/sim profiles showed the copy at 7% of an agent's CPU)."""
+        """The stored form: ``to_dict`` without its deep copy (a lease is written several times per task:
+        bench/sim profiles showed the copy at 7% of an agent's CPU)."""
         names = _FIELD_NAMES.get(type(self))
         if names is None:
             names = _FIELD_NAMES[type(self)] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
-        out = {n: getattr(self, n) for n in names}
-        out["v"] = FORMAT_VERSION
-        for k, v in out.items():
-            if isinstance(v, Enum):
-                out[k] = v.value
-        return json.dumps(out, separators=(",", ":"), sort_keys=True).encode()
+        return json.dumps(self._plain({n: getattr(self, n) for n in names}), separators=(",", ":"), sort_keys=True).encode()
+
+    @staticmethod
+    def _plain(values: dict[str, Any]) -> dict[str, Any]:
+        """Field values as stored: enums as their values, and the format version."""
+        return {**{k: (v.value if isinstance(v, Enum) else v) for k, v in values.items()}, "v": FORMAT_VERSION}
 
     @classmethod
     def from_dict(cls: type[R], raw: dict[str, Any], where: str = "") -> R:

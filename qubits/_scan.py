@@ -52,13 +52,12 @@ class ReadyIndex:
             keys = [m.key async for m in self.js.list("ready/", limit=limit)]
         self._last_full = len(keys) >= limit
         entries = []
-        make = tuple.__new__  # ReadyEntry(...) goes through a Python-level __new__: twice the time
         for key in keys:
             try:
                 prio, job, chunk, task, nb = layout.parse_ready(key)
             except ValueError:
                 continue  # not ours; never fatal
-            entries.append(make(ReadyEntry, (key, job, chunk, task, prio, nb)))
+            entries.append(ReadyEntry(key, job, chunk, task, prio, nb))
         return entries
 
 
