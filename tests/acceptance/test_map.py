@@ -261,7 +261,9 @@ def test_agents_prefer_tasks_whose_chunks_they_hold(url: str, fleet: Fleet) -> N
         folder.mkdir(parents=True, exist_ok=True)
         (folder / chunk.digest).write_bytes(ds.encode(i))
         holder[chunk.digest] = f"a{agent}"
-    fleet.start(url, 2, slots=1)
+    # Both agents must see the job at once: an idle agent on an object store looks for work every 5 s,
+    # and the one that woke first would rightly take the other's share meanwhile (CI: 30 of 40 local).
+    fleet.start(url, 2, slots=1, extra=("--max-idle-poll", "0.2"))
     _wait_present(url, {"a0", "a1"})
     m = qubits.map(slow_identity, ds, jobspace=url)
     assert m.results(timeout=240) == list(range(400))
