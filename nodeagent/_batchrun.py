@@ -34,6 +34,7 @@ from typing import Any
 
 import jobspaces
 from qubits import _layout as layout
+from qubits._exit import leave
 
 INIT_FAILED = 1
 
@@ -180,4 +181,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    leave(main(sys.argv[1:]))  # see qubits._exit

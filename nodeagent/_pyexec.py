@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from qubits._exit import leave
+
 
 def main() -> int:
     scratch = Path(os.environ["QUBITS_SCRATCH"])
@@ -34,4 +36,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())  # a task that finished must not die in the interpreter's teardown (qubits._exit)

@@ -22,6 +22,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from qubits._exit import leave
+
 
 def _set_environ(target: dict[str, str]) -> None:
     """Make os.environ equal ``target``, touching only what differs (two tasks of a job differ in a few
@@ -96,4 +98,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())  # see qubits._exit

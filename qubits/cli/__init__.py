@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
+
+from qubits._exit import leave
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -88,9 +89,4 @@ def main(argv: list[str] | None = None) -> None:
         code = run(argv)
     except SystemExit as exc:  # argparse
         code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    # Native runtimes (obstore's tokio threads) can abort while the interpreter tears down; the work is
-    # done and flushed, so leave without the teardown.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)
+    leave(code)  # obstore's threads can abort the interpreter's teardown: see qubits._exit
