@@ -180,11 +180,15 @@ class Agent:
                             self._last_work = now
                         interval = min(high, max(low, interval * 2))
                     if now >= next_scan and (self.free_slots() > 0 or not self.running):
-                        self._leases_seen = await scan_leases(self)
-                        # Often while leases exist (a takeover comes within ttl + one scan interval of a
-                        # death); rarely when there are none to watch.
+                        scan = await scan_leases(self)
+                        self._leases_seen = scan.others
+                        # Often while leases exist, rarely when there are none to watch; and again the
+                        # moment a silent lease may be taken over (a takeover comes within ttl + margin +
+                        # one scan interval of the holder's last renewal, not one more interval later).
                         quiet = max(30.0, 4 * self.config.ttl)
-                        next_scan = now + (max(0.25, self.config.ttl / 4) if self._leases_seen else quiet)
+                        next_scan = now + (max(0.25, self.config.ttl / 4) if scan.others else quiet)
+                        if scan.due is not None:
+                            next_scan = min(next_scan, scan.due + 0.01)
                     if now >= next_presence:
                         await self._presence()
                         next_presence = now + (PRESENCE_INTERVAL if self.running else PRESENCE_INTERVAL * 8)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import jobspaces
 from qubits import _layout as layout
-from qubits._defaults import CANCEL_CHECK, RENEW_FRACTION
-from qubits._protocol import Claim, LeaseLost
+from qubits._defaults import CANCEL_CHECK, RENEW_FRACTION, TAKEOVER_MARGIN
+from qubits._protocol import Claim, LeaseLost, due_in
 from qubits._records import Lease, LeaseState
 from qubits._scan import live_leases
 from qubits.errors import CorruptObject, NotFoundError, TamperedJob
@@ -81,12 +82,19 @@ async def supervise(agent: Agent, claim: Claim, waiter: asyncio.Future[int]) -> 
                     return "cancelled"
 
 
-async def scan_leases(agent: Agent) -> bool:
-    """Observe every lease; take over the dead, claim the released, finish the committed. Whether
-    leases other than ours exist (the agent scans often while they do)."""
+class LeaseScan(NamedTuple):
+    others: bool
+    """Whether leases other than ours exist (the agent scans often while they do)."""
+    due: float | None
+    """The monotonic time at which the first lease watched may be acted on: the next scan's, if sooner."""
+
+
+async def scan_leases(agent: Agent) -> LeaseScan:
+    """Observe every lease; take over the dead, claim the released, finish the committed."""
     seen: set[str] = set()
     agent.count("list")
     others = 0
+    soonest = math.inf
     async for meta in live_leases(agent.js):
         seen.add(meta.key)
         others += 1
@@ -104,6 +112,7 @@ async def scan_leases(agent: Agent) -> bool:
         # Read a lease only when it has been silent for a whole ttl of ours: live leases renew
         # sooner, so a healthy fleet costs no reads here.
         if known is None and silent < agent.config.ttl:
+            soonest = min(soonest, agent.config.ttl + TAKEOVER_MARGIN - silent)
             continue
         if known is None:
             try:
@@ -118,8 +127,11 @@ async def scan_leases(agent: Agent) -> bool:
             silent = agent.proto.observer.see(meta.key, etag, known)
             meta = jobspaces.ObjectMeta(meta.key, etag, meta.size, meta.mtime)
         await _act_on_lease(agent, meta.key, known, meta.etag, silent)
+        wait = due_in(known, agent.proto.observer.silent_for(meta.key), agent.config.ttl)
+        if wait is not None and wait > 0:
+            soonest = min(soonest, wait)
     agent.proto.observer.prune(seen)
-    return others > len(agent.running)
+    return LeaseScan(others > len(agent.running), time.monotonic() + soonest if soonest < math.inf else None)
 
 
 async def _act_on_lease(agent: Agent, key: str, lease: Lease, etag: str, silent: float) -> None:

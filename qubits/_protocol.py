@@ -123,6 +123,20 @@ def is_dead(lease: Lease, silent_for: float) -> bool:
     return lease.state is LeaseState.HELD and silent_for >= lease.ttl + TAKEOVER_MARGIN
 
 
+def due_in(lease: Lease | None, silent_for: float, default_ttl: float) -> float | None:
+    """Seconds until an observer may act on this version of a lease: take it over (held), claim it
+    (released, its retry delay passed); None for one it only watches. An unread lease counts as held
+    with ``default_ttl``. Scanning at that moment, rather than at the next regular scan, brings a
+    takeover within ttl + margin + one scan interval of a holder's last renewal."""
+    if lease is None:
+        return default_ttl + TAKEOVER_MARGIN - silent_for
+    if lease.state is LeaseState.HELD:
+        return lease.ttl + TAKEOVER_MARGIN - silent_for
+    if lease.state is LeaseState.RELEASED:
+        return lease.delay - silent_for
+    return None
+
+
 def backoff(spec: TaskSpec, failures: int) -> float:
     """Seconds before the next attempt after ``failures`` failures: exponential with full jitter."""
     base = spec.backoff if spec.backoff is not None else RETRY_BACKOFF

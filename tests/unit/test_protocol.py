@@ -13,8 +13,9 @@ import jobspaces
 from jobspaces import Faults, FaultyJobspace, MemoryJobspace
 from qubits import _layout as layout
 from qubits._dag import Dag
+from qubits._defaults import TAKEOVER_MARGIN
 from qubits._ids import task_id, task_name
-from qubits._protocol import Claim, LeaseLost, Protocol
+from qubits._protocol import Claim, LeaseLost, Protocol, due_in, is_dead
 from qubits._records import Done, JobSpec, Lease, LeaseState, Outcome, TaskSpec
 from qubits._scan import ReadyIndex
 from qubits._specs import Specs
@@ -101,6 +102,18 @@ def test_a_live_lease_is_not_taken_over_and_a_silent_one_is(js: jobspaces.Jobspa
         assert done.attempt == 2 and done.holder == "other"
 
     run(main())
+
+
+def test_due_in_says_when_a_watched_lease_may_be_acted_on() -> None:
+    held = Lease(job="j", task="t", chunk="000000", holder="h", token="x", attempt=1, ttl=10.0)
+    assert due_in(held, 4.0, default_ttl=2.0) == pytest.approx(10.0 + TAKEOVER_MARGIN - 4.0)  # its own ttl
+    assert due_in(None, 1.0, default_ttl=2.0) == pytest.approx(2.0 + TAKEOVER_MARGIN - 1.0)  # unread: ours
+    released = replace(held, state=LeaseState.RELEASED, delay=3.0)
+    assert due_in(released, 1.0, default_ttl=2.0) == pytest.approx(2.0)
+    # The observer's rule and the schedule agree: dead exactly when nothing is left to wait.
+    assert not is_dead(held, 10.0 + TAKEOVER_MARGIN - 0.01) and is_dead(held, 10.0 + TAKEOVER_MARGIN)
+    for state in (LeaseState.COMMITTED, LeaseState.PARKED):  # nothing to take: only watched
+        assert due_in(replace(held, state=state), 100.0, default_ttl=2.0) is None
 
 
 def test_a_held_lease_of_a_decided_task_is_buried_not_taken_over(js: jobspaces.Jobspace, monkeypatch: pytest.MonkeyPatch) -> None:
