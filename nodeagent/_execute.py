@@ -65,6 +65,10 @@ class Executor:
         """Lower runs first among equal priorities (data locality for map tasks)."""
         return self.data.rank(entry)
 
+    def locality_state(self) -> tuple[int, int]:
+        """Ranks change only when this does, or as time passes (see ``DataLocality.state``)."""
+        return self.data.state()
+
     def set_paused(self, claim: Claim, paused: bool) -> None:
         proc = self.procs.get(f"{claim.job}/{claim.task}")
         if proc is not None:

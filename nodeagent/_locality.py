@@ -16,10 +16,10 @@ in the background and the task counts as neutral meanwhile. Ranks, lower first (
     1  a plain task whose spec is not cached here, or not known yet
     2  its chunk is elsewhere (another agent probably holds it and will take it soon)
 
-The agent orders each page by rank (and the rest of a page it reuses, again before each claim, as ranks
-change while specs load and chunks arrive). Ranking only orders: a free slot never waits while any task
-is ready, and a task whose chunk nobody here holds competes with local work after PATIENCE, so none
-starves behind a stream of local tasks.
+The agent orders each page by rank, and the rest of a page it reuses again when ranks may have
+changed: a chunk of specs loaded or a blob arrived (``state``), or RERANK_EVERY passed (for PATIENCE).
+Ranking only orders: a free slot never waits while any task is ready, and a task whose chunk nobody
+here holds competes with local work after PATIENCE, so none starves behind a stream of local tasks.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 
 PATIENCE = 10.0
 """Seconds a ready task whose chunk is elsewhere waits behind local work on this agent."""
+RERANK_EVERY = 1.0
+"""Seconds after which the rest of a reused page is ranked again though nothing else changed: a task
+waiting for PATIENCE is noticed within this."""
 _SEEN_MAX = 100_000
 
 
@@ -80,6 +83,10 @@ class DataLocality:
         self._background: set[asyncio.Task[object]] = set()
 
     # -- ranking ---------------------------------------------------------------------------------------
+    def state(self) -> tuple[int, int]:
+        """Changes whenever a rank may have, but for the passing of time (PATIENCE)."""
+        return self.agent.specs.loads, self.cache.version
+
     def rank(self, entry: ReadyEntry) -> int:
         where = (entry.job, entry.chunk)
         if entry.chunk == "x":

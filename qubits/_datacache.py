@@ -57,6 +57,8 @@ class DataCache:
         self.root = Path(root)
         self.max_bytes = cache_cap() if max_bytes is None else max_bytes
         self._estimate: int | None = None
+        self.version = 0
+        """Bumped by this process's puts and evictions (what ``has`` answers may change then)."""
 
     def path(self, digest: str) -> Path:
         return self.root / check_digest(digest)
@@ -91,6 +93,7 @@ class DataCache:
         tmp = self.root / f".{digest}.{os.getpid()}.{time.monotonic_ns()}.tmp"
         tmp.write_bytes(data)
         os.replace(tmp, target)
+        self.version += 1
         if self._estimate is not None:
             self._estimate += len(data)
         if self._estimate is None or self._estimate > self.max_bytes:
@@ -120,6 +123,7 @@ class DataCache:
                 with contextlib.suppress(FileNotFoundError):
                     (self.root / name).unlink()
                     freed += size
+                    self.version += 1
         self._estimate = total - freed
         return freed
 

@@ -73,6 +73,8 @@ class Specs:
     def __init__(self, js: Jobspace, cache_size: int = 256) -> None:
         self.js = js
         self._chunks: OrderedDict[tuple[str, str], dict[str, TaskSpec]] = OrderedDict()
+        self.loads = 0
+        """Chunks read so far: what ``cached_chunk`` answers changes only when this does."""
         self._jobs: OrderedDict[str, JobSpec] = OrderedDict()
         self._cache_size = cache_size
         self._last_wake = 0.0
@@ -270,6 +272,7 @@ class Specs:
                 raise TamperedJob(f"job {job}: task chunk {chunk} does not match its signed digest; refusing to run it")
         tasks = self._parse_chunk(key, data)
         self._remember(self._chunks, (job, chunk), tasks)
+        self.loads += 1
         return tasks
 
     def _parse_chunk(self, key: str, data: bytes) -> dict[str, TaskSpec]:

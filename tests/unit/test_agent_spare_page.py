@@ -4,6 +4,7 @@ claim), and lists afresh once that rest is stale: a task another agent took is n
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 import jobspaces
@@ -12,6 +13,7 @@ from nodeagent._execute import Executor, Result
 from qubits._ids import new_job_id
 from qubits._protocol import Claim
 from qubits._records import JobSpec, Outcome, TaskSpec
+from qubits._scan import ReadyEntry
 from qubits._specs import Specs
 
 
@@ -83,5 +85,37 @@ def test_an_old_spare_page_checks_done_so_a_finished_task_is_not_run_again(memor
         assert await _one_claim(a) == 0
         assert js.counts().get("HEAD done", 0) >= 1, js.counts()
         assert sorted(ran) == ["t000", "t001", "t002"], ran
+
+    asyncio.run(go())
+
+
+def test_the_rest_of_a_page_is_ranked_again_only_when_specs_or_chunks_arrive(memory_url: str, tmp_path: Path) -> None:
+    async def go() -> None:
+        js = jobspaces.open_jobspace(memory_url)
+        job = JobSpec(id=new_job_id())
+        blobs = {f"t{i:03d}": f"chunk {i}".encode() for i in range(20)}
+        digests = {tid: hashlib.sha256(data).hexdigest() for tid, data in blobs.items()}
+        await Specs(js).submit(job, [TaskSpec(id=tid, kind="map", payload={"chunk": d}) for tid, d in digests.items()])
+        ran: list[str] = []
+        a = _agent(js, "a", tmp_path / "a", ran)
+        ranked: list[str] = []
+        rank = a.executor.locality_rank
+
+        def counting_rank(entry: ReadyEntry) -> int:
+            ranked.append(entry.task)
+            return rank(entry)
+
+        a.executor.locality_rank = counting_rank  # type: ignore[method-assign]
+        assert await _one_claim(a) == 1  # the first claim read the spec chunk: ranks changed
+        assert await _one_claim(a) == 1
+        ranked.clear()
+        assert await _one_claim(a) == 1 and ranked == []  # nothing changed: no ranking
+        # A chunk arrives in this node's data cache: its task goes first.
+        wanted = next(tid for tid in sorted(blobs) if tid not in ran)
+        a.executor.data.cache.put(digests[wanted], blobs[wanted])
+        assert await _one_claim(a) == 1
+        assert ran[-1] == wanted and len(ranked) == 20 - 3, (ran, len(ranked))
+        for burial in list(a._burials):
+            burial.cancel()
 
     asyncio.run(go())
