@@ -11,6 +11,7 @@ from pathlib import Path
 PROGRAM = textwrap.dedent(
     """
     import atexit, sys, threading, time
+    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
     from qubits._exit import leave
 
@@ -22,6 +23,8 @@ PROGRAM = textwrap.dedent(
         out.with_suffix(".thread").write_text("finished")
 
     threading.Thread(target=late).start()
+    pool = ThreadPoolExecutor(2)  # left open, as programs do: its idle workers must not hang the exit
+    pool.submit(time.sleep, 0.1)
     threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()  # a daemon is not waited for
     sys.stdout.write("buffered, not yet flushed")
     leave(7)
@@ -35,7 +38,7 @@ def test_leave_waits_for_threads_runs_atexit_flushes_and_keeps_the_code(tmp_path
         [sys.executable, "-c", PROGRAM, str(out)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=20,
         env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},  # stdout buffered, as in a task
     )
     assert proc.returncode == 7, proc.stderr
