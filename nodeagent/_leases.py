@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import jobspaces
 from qubits import _layout as layout
-from qubits._defaults import CANCEL_CHECK, RENEW_FRACTION, TAKEOVER_MARGIN
+from qubits._defaults import CANCEL_CHECK, RENEW_FRACTION
 from qubits._protocol import Claim, LeaseLost, due_in
 from qubits._records import Lease, LeaseState
 from qubits._scan import live_leases
@@ -112,7 +112,7 @@ async def scan_leases(agent: Agent) -> LeaseScan:
         # Read a lease only when it has been silent for a whole ttl of ours: live leases renew
         # sooner, so a healthy fleet costs no reads here.
         if known is None and silent < agent.config.ttl:
-            soonest = min(soonest, agent.config.ttl + TAKEOVER_MARGIN - silent)
+            soonest = _sooner(soonest, due_in(None, silent, agent.config.ttl))
             continue
         if known is None:
             try:
@@ -127,11 +127,15 @@ async def scan_leases(agent: Agent) -> LeaseScan:
             silent = agent.proto.observer.see(meta.key, etag, known)
             meta = jobspaces.ObjectMeta(meta.key, etag, meta.size, meta.mtime)
         await _act_on_lease(agent, meta.key, known, meta.etag, silent)
-        wait = due_in(known, agent.proto.observer.silent_for(meta.key), agent.config.ttl)
-        if wait is not None and wait > 0:
-            soonest = min(soonest, wait)
+        soonest = _sooner(soonest, due_in(known, agent.proto.observer.silent_for(meta.key), agent.config.ttl))
     agent.proto.observer.prune(seen)
     return LeaseScan(others > len(agent.running), time.monotonic() + soonest if soonest < math.inf else None)
+
+
+def _sooner(soonest: float, wait: float | None) -> float:
+    """The sooner of two waits; a lease already due that was not acted on (its task does not fit
+    here, say) sets no wait, or the agent would scan without pause."""
+    return soonest if wait is None or wait <= 0 else min(soonest, wait)
 
 
 async def _act_on_lease(agent: Agent, key: str, lease: Lease, etag: str, silent: float) -> None:
