@@ -144,8 +144,8 @@ def test_timeouts_priorities_and_delays(local_url: str, tmp_path: Path) -> None:
     slow = client.submit_commands(["sleep 30"], timeout=1, max_attempts=1)
     low = client.submit_commands([f"echo low >> {order}"] * 3, priority=0)
     high = client.submit_commands([f"echo high >> {order}"] * 3, priority=9)
+    submitted = time.time()  # before the submit, which sets not_before from its own clock reading (CI: 1 ms early)
     later = client.submit_commands([f"echo later >> {order}"], delay=3)
-    submitted = time.time()
     agent = AgentProcess(local_url, cache=tmp_path / "a", slots=1, ttl=3)
     try:
         done = slow.wait(timeout=60).rows[0]
