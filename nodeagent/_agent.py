@@ -38,7 +38,6 @@ from qubits.errors import CorruptObject, NewerFormat, NotFoundError, QubitsError
 from ._control import Control
 from ._execute import Executor, Result
 from ._leases import scan_leases
-from ._locality import RERANK_EVERY
 from ._metrics import Histogram
 
 log = logging.getLogger("qubits.agent")
@@ -89,8 +88,6 @@ class Agent:
         self._spare: list[ReadyEntry] = []
         self._spare_pos = 0
         self._spare_at = 0.0
-        self._ranked_state: tuple[int, int] = (-1, -1)
-        self._ranked_at = 0.0
         self._burials: set[asyncio.Task[None]] = set()
         self._next_presence_now = False
         self._started = time.time()
@@ -285,9 +282,7 @@ class Agent:
             ]
             self._backlog = bool(entries)
             random.shuffle(entries)
-            self._rank(entries, 0)
-        elif self.executor.locality_state() != self._ranked_state or time.monotonic() - self._ranked_at >= RERANK_EVERY:
-            self._rank(entries, pos)  # specs loaded or chunks arrived since: order the rest again
+        self.executor.order_ready(entries, pos, fresh=fresh)  # the rest of a reused page: if ranks changed
         claimed = 0
         for i in range(pos, len(entries)):
             if self.free_slots() <= 0:
@@ -303,14 +298,6 @@ class Agent:
         if not claimed and not fresh:
             return await self._fill_slots()
         return claimed
-
-    def _rank(self, entries: list[ReadyEntry], start: int) -> None:
-        """Order ``entries[start:]`` by priority, then locality (ties keep their random order). Ranking
-        a whole page again before every claim was a quarter of an agent's CPU, so the rest of a page is
-        ordered again only when ranks may have changed (see ``locality_state``) or RERANK_EVERY passed."""
-        self._ranked_state = self.executor.locality_state()
-        self._ranked_at = time.monotonic()
-        entries[start:] = sorted(entries[start:], key=lambda e: (-e.priority, self.executor.locality_rank(e)))
 
     async def _try(self, entry: ReadyEntry, listed_at: float) -> bool:
         try:

@@ -61,13 +61,9 @@ class Executor:
         self.pool = WorkerPool(agent.config.slots, cache_dir / "work")
 
     # -- hooks used by the agent ---------------------------------------------------------------------
-    def locality_rank(self, entry: ReadyEntry) -> int:
-        """Lower runs first among equal priorities (data locality for map tasks)."""
-        return self.data.rank(entry)
-
-    def locality_state(self) -> tuple[int, int]:
-        """Ranks change only when this does, or as time passes (see ``DataLocality.state``)."""
-        return self.data.state()
+    def order_ready(self, entries: list[ReadyEntry], start: int = 0, *, fresh: bool = True) -> None:
+        """Order ready entries: priority first, then data locality (see ``DataLocality.order``)."""
+        self.data.order(entries, start, fresh=fresh)
 
     def set_paused(self, claim: Claim, paused: bool) -> None:
         proc = self.procs.get(f"{claim.job}/{claim.task}")

@@ -99,13 +99,13 @@ def test_the_rest_of_a_page_is_ranked_again_only_when_specs_or_chunks_arrive(mem
         ran: list[str] = []
         a = _agent(js, "a", tmp_path / "a", ran)
         ranked: list[str] = []
-        rank = a.executor.locality_rank
+        rank = a.executor.data.rank
 
         def counting_rank(entry: ReadyEntry) -> int:
             ranked.append(entry.task)
             return rank(entry)
 
-        a.executor.locality_rank = counting_rank  # type: ignore[method-assign]
+        a.executor.data.rank = counting_rank  # type: ignore[method-assign]
         assert await _one_claim(a) == 1  # the first claim read the spec chunk: ranks changed
         assert await _one_claim(a) == 1
         ranked.clear()
