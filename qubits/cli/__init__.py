@@ -22,6 +22,8 @@ import sys
 
 from qubits._exit import leave
 
+from ._help import decorate
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    decorate(parser)
     return parser
 
 
