@@ -1,4 +1,4 @@
-"""Jobspaces on S3 (and S3-compatible stores), GCS and Azure Blob, through obstore.
+"""Jobspaces on S3 (and S3-compatible stores) and Azure Blob, through obstore (GCS: see _gcs.py).
 
 obstore's own retries are switched off: a retried conditional PUT whose first attempt landed would
 come back as a 412 and we could not tell it from a real loss. Retries happen in ``Jobspace`` with
@@ -67,13 +67,12 @@ def _first_line(exc: BaseException) -> str:
 
 
 class ObstoreJobspace(Jobspace):
-    """A jobspace on an obstore store (S3Store, GCSStore or AzureStore)."""
+    """A jobspace on an obstore store (S3Store or AzureStore)."""
 
-    def __init__(self, store: Any, url: str, *, uses_version: bool = False, timing: Timing | None = None) -> None:
+    def __init__(self, store: Any, url: str, *, timing: Timing | None = None) -> None:
         super().__init__(timing)
         self._store = store
         self.url = url
-        self._uses_version = uses_version  # GCS: compare-and-swap on the generation
 
     # -- error mapping -----------------------------------------------------------------------------
     def _translate(self, exc: BaseException, key: str | None, *, write: bool = False) -> JobspaceError:
@@ -109,8 +108,6 @@ class ObstoreJobspace(Jobspace):
         return JobspaceError(f"{self.url}: {text}", key=key)
 
     def _etag_of(self, meta: Any) -> str:
-        if self._uses_version and meta.get("version"):
-            return str(meta["version"])
         return _quoted(str(meta.get("e_tag") or ""))
 
     # -- raw operations ----------------------------------------------------------------------------
@@ -134,7 +131,7 @@ class ObstoreJobspace(Jobspace):
         if if_absent:
             mode = "create"
         elif if_match is not None:
-            mode = {"version": if_match} if self._uses_version else {"e_tag": if_match}
+            mode = {"e_tag": if_match}
         else:
             mode = "overwrite"
         try:
@@ -147,8 +144,6 @@ class ObstoreJobspace(Jobspace):
             raise PreconditionFailed("object exists already", key=key) from None
         except Exception as exc:  # noqa: BLE001
             raise self._translate(exc, key, write=True) from None
-        if self._uses_version and result.get("version"):
-            return str(result["version"])
         etag = result.get("e_tag")
         if not etag:
             return (await self._head(key)).etag
@@ -208,8 +203,8 @@ _NO_RETRY: Any = {"max_retries": 0, "retry_timeout": timedelta(seconds=1)}
 
 
 def open_obstore(url: str, timing: Timing, options: dict[str, str]) -> ObstoreJobspace:
-    """Open ``s3://``, ``gs://`` or ``az://`` URLs; ``options`` come from the query string and caller."""
-    from obstore.store import AzureStore, GCSStore, S3Store
+    """Open ``s3://`` or ``az://`` URLs; ``options`` come from the query string and caller."""
+    from obstore.store import AzureStore, S3Store
 
     parts = urlsplit(url)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -219,7 +214,7 @@ def open_obstore(url: str, timing: Timing, options: dict[str, str]) -> ObstoreJo
     if not bucket:
         raise InvalidURL(f"{url}: no bucket named; use {parts.scheme}://BUCKET[/PREFIX]")
     clean = f"{parts.scheme}://{bucket}" + (f"/{prefix}" if prefix else "")
-    store: S3Store | GCSStore | AzureStore
+    store: S3Store | AzureStore
     try:
         if parts.scheme in ("s3", "s3a"):
             endpoint = query.pop("endpoint", None) or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
@@ -240,18 +235,6 @@ def open_obstore(url: str, timing: Timing, options: dict[str, str]) -> ObstoreJo
                 retry_config=_NO_RETRY,
             )
             return ObstoreJobspace(store, clean, timing=timing)
-        if parts.scheme in ("gs", "gcs"):
-            endpoint = query.pop("endpoint", None)
-            gconfig: Any = dict(query)
-            if endpoint:
-                gconfig["base_url"] = endpoint
-            store = GCSStore(
-                bucket, prefix=prefix, config=gconfig, client_options=_client_options(timing, endpoint),
-                retry_config=_NO_RETRY,
-            )
-            gcs = ObstoreJobspace(store, clean, uses_version=True, timing=timing)
-            gcs.min_write_interval = 1.0  # "one write per second" to an object name (cloud.google.com/storage/quotas)
-            return gcs
         if parts.scheme in ("az", "azure", "abfs"):
             endpoint = query.pop("endpoint", None)
             aconfig: Any = dict(query)
