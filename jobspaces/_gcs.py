@@ -137,6 +137,8 @@ class GcsJobspace(Jobspace):
         loop = asyncio.get_running_loop()
         session = self._sessions.get(loop)
         if session is None or session.closed:
+            for old in [lp for lp in self._sessions if lp.is_closed()]:  # sessions of loops that are gone
+                del self._sessions[old]
             timeout = aiohttp.ClientTimeout(total=self.timing.request_timeout,
                                             sock_connect=min(2.0, self.timing.request_timeout))
             session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
