@@ -46,9 +46,10 @@ from ._errors import (
 GCS_ENDPOINT = "https://storage.googleapis.com"
 """Real GCS; an ``endpoint`` URL key (or STORAGE_EMULATOR_HOST) points elsewhere, e.g. fake-gcs-server."""
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
-_NEEDS_AUTH = (
-    "gs:// on Google Cloud needs credentials: pip install google-auth (the `gcs` extra), then set "
-    "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file or run `gcloud auth application-default login`"
+_NEEDS_LIBRARY = "gs:// on Google Cloud needs google-auth for its credentials: pip install 'qubits[gcs]'"
+_NO_CREDENTIALS = (
+    "set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, run `gcloud auth application-default "
+    "login`, or add service_account=KEYFILE to the gs:// URL"
 )
 
 
@@ -80,15 +81,17 @@ class GoogleAuth:
             from google.auth import exceptions
             from google.oauth2 import service_account
         except ImportError:
-            raise AccessDenied(_NEEDS_AUTH) from None
-        try:
-            if self._service_account:
+            raise AccessDenied(_NEEDS_LIBRARY) from None
+        if self._service_account:
+            try:
                 return service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
                     self._service_account, scopes=[SCOPE])
+            except (OSError, ValueError) as exc:  # messages name the file or missing fields, never the key
+                raise AccessDenied(f"cannot use the service-account key {self._service_account}: {exc}") from None
+        try:
             credentials, _project = google.auth.default(scopes=[SCOPE])
-        except (OSError, ValueError, exceptions.GoogleAuthError) as exc:
-            # Their messages name files and variables, never key material.
-            raise AccessDenied(f"no Google credentials found: {exc}. {_NEEDS_AUTH}") from None
+        except exceptions.GoogleAuthError:
+            raise AccessDenied(f"no Google credentials found: {_NO_CREDENTIALS}") from None
         return credentials
 
     def _refresh(self) -> str:
@@ -100,7 +103,8 @@ class GoogleAuth:
             try:
                 self._credentials.refresh(google.auth.transport.requests.Request())
             except Exception as exc:  # noqa: BLE001 - google-auth raises several kinds; none carries the key
-                raise AccessDenied(f"refreshing the Google credentials failed ({type(exc).__name__}): {_NEEDS_AUTH}") from None
+                raise AccessDenied(f"refreshing the Google credentials failed ({type(exc).__name__}); "
+                                   f"{_NO_CREDENTIALS}") from None
         return str(self._credentials.token)
 
     async def token(self) -> str | None:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,8 +170,26 @@ def test_url_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_google_credentials_need_google_auth(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "google", None)  # as if google-auth were not installed
-    with pytest.raises(AccessDenied, match="pip install google-auth"):
+    with pytest.raises(AccessDenied, match=r"pip install 'qubits\[gcs\]'"):
         asyncio.run(GoogleAuth().token())
+
+
+def test_missing_google_credentials_say_what_to_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    def nothing_found(**kwargs: Any) -> Any:
+        raise DefaultCredentialsError("Your default credentials were not found.")
+
+    monkeypatch.setattr(google.auth, "default", nothing_found)
+    with pytest.raises(AccessDenied, match="GOOGLE_APPLICATION_CREDENTIALS") as info:
+        asyncio.run(GoogleAuth().token())
+    assert len(str(info.value).splitlines()) == 1
+    key = tmp_path / "key.json"
+    key.write_text('{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----SECRET"}')
+    with pytest.raises(AccessDenied, match="key.json") as info:
+        asyncio.run(GoogleAuth(str(key)).token())
+    assert "SECRET" not in str(info.value)
 
 
 def test_google_credentials_are_refreshed_only_when_expired() -> None:
