@@ -279,7 +279,6 @@ def open_gcs(url: str, timing: Timing, options: dict[str, str]) -> GcsJobspace:
         endpoint = f"http://{endpoint}"  # STORAGE_EMULATOR_HOST is often host:port
     auth = query.pop("auth", "google" if endpoint == GCS_ENDPOINT else "none")
     service_account = query.pop("service_account", None)
-    query.pop("bearer_token", None)  # obstore's emulator key of old: a token has no place in a URL
     if query:
         raise InvalidURL(f"gs://{parts.netloc}: unknown URL keys {sorted(query)}; gs:// takes endpoint, auth, "
                          "service_account, timeout, budget, attempts")
