@@ -1,4 +1,4 @@
-"""Jobspaces on S3 (and S3-compatible stores), GCS and Azure Blob, through obstore.
+"""Jobspaces on S3 (and S3-compatible stores) and Azure Blob, through obstore (GCS: see _gcs.py).
 
 obstore's own retries are switched off: a retried conditional PUT whose first attempt landed would
 come back as a 412 and we could not tell it from a real loss. Retries happen in ``Jobspace`` with
@@ -29,6 +29,7 @@ from ._errors import (
     PreconditionFailed,
     TransientError,
 )
+from ._profiles import S3Profile, s3_profile
 
 _STATUS = re.compile(r"status(?: code)?:? (\d{3})", re.IGNORECASE)
 _URL = re.compile(r"(https?://[^\s?\"']+)\?[^\s\"']*")
@@ -67,13 +68,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 class ObstoreJobspace(Jobspace):
-    """A jobspace on an obstore store (S3Store, GCSStore or AzureStore)."""
+    """A jobspace on an obstore store (S3Store or AzureStore)."""
 
-    def __init__(self, store: Any, url: str, *, uses_version: bool = False, timing: Timing | None = None) -> None:
+    def __init__(self, store: Any, url: str, *, timing: Timing | None = None, profile: S3Profile | None = None) -> None:
         super().__init__(timing)
         self._store = store
         self.url = url
-        self._uses_version = uses_version  # GCS: compare-and-swap on the generation
+        self.profile = profile
+        """The S3 flavour (None for Azure): how it lists, and how often one key may be written."""
+        self._sorted_listing = profile is None or profile.sorted_listing
+        if profile is not None:
+            self.min_write_interval = profile.min_write_interval
 
     # -- error mapping -----------------------------------------------------------------------------
     def _translate(self, exc: BaseException, key: str | None, *, write: bool = False) -> JobspaceError:
@@ -104,13 +109,13 @@ class ObstoreJobspace(Jobspace):
         if transient:
             # A connection that was never made carried no write: retry it, but it is not ambiguous.
             never_sent = "kind: connect," in full.lower() or "connection refused" in low
-            cls = AmbiguousWrite if write and not never_sent else TransientError
+            # Throttling (429, 503 SlowDown) refuses a request before anything is written: not ambiguous.
+            throttled = status == 429 or "slowdown" in low
+            cls = AmbiguousWrite if write and not never_sent and not throttled else TransientError
             return cls(f"{self.url}: {text}", key=key)
         return JobspaceError(f"{self.url}: {text}", key=key)
 
     def _etag_of(self, meta: Any) -> str:
-        if self._uses_version and meta.get("version"):
-            return str(meta["version"])
         return _quoted(str(meta.get("e_tag") or ""))
 
     # -- raw operations ----------------------------------------------------------------------------
@@ -134,21 +139,24 @@ class ObstoreJobspace(Jobspace):
         if if_absent:
             mode = "create"
         elif if_match is not None:
-            mode = {"version": if_match} if self._uses_version else {"e_tag": if_match}
+            mode = {"e_tag": if_match}
         else:
             mode = "overwrite"
         try:
             result = await obstore.put_async(self._store, key, data, mode=mode)
         except obx.AlreadyExistsError as exc:
-            # S3 answers a concurrent conflict with 409, which obstore also calls AlreadyExists:
-            # only a 412 (or an object that is really there) is a lost race.
-            if "409" in str(exc) and not await self._exists_raw(key):
+            # obstore calls every 409 AlreadyExists. S3's 409 ConditionalRequestConflict (a conditional
+            # operation raced ours; nothing was written) is to be retried, whatever the mode: a retried CAS
+            # then wins, or gets 412 if the ETag moved meanwhile. Azure answers a create-only loser with 409:
+            # a lost race only if the object is really there.
+            answer = str(exc).split("Debug source:", 1)[0]
+            if "ConditionalRequestConflict" in answer or not if_absent or (
+                "409" in answer and not await self._exists_raw(key)
+            ):
                 raise TransientError(f"{self.url}: conflict (409), retrying", key=key) from None
             raise PreconditionFailed("object exists already", key=key) from None
         except Exception as exc:  # noqa: BLE001
             raise self._translate(exc, key, write=True) from None
-        if self._uses_version and result.get("version"):
-            return str(result["version"])
         etag = result.get("e_tag")
         if not etag:
             return (await self._head(key)).etag
@@ -172,8 +180,19 @@ class ObstoreJobspace(Jobspace):
     async def _list(self, prefix: str, start_after: str | None) -> AsyncIterator[ObjectMeta]:
         # obstore's prefixes are whole path segments: list the folder, filter by the string prefix.
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        if not self._sorted_listing:
+            # Directory buckets list in no order and take no start-after: read the folder, sort it here.
+            metas = [m async for m in self._list_pages(folder, prefix, None, start_after)]
+            for meta in sorted(metas, key=lambda m: m.key):
+                yield meta
+            return
+        async for meta in self._list_pages(folder, prefix, start_after, start_after):
+            yield meta
+
+    async def _list_pages(self, folder: str, prefix: str, offset: str | None,
+                          start_after: str | None) -> AsyncIterator[ObjectMeta]:
         try:
-            stream = obstore.list(self._store, folder or None, offset=start_after, chunk_size=1000)
+            stream = obstore.list(self._store, folder or None, offset=offset, chunk_size=1000)
             async for batch in stream:
                 for meta in batch:
                     path = meta["path"]
@@ -208,8 +227,8 @@ _NO_RETRY: Any = {"max_retries": 0, "retry_timeout": timedelta(seconds=1)}
 
 
 def open_obstore(url: str, timing: Timing, options: dict[str, str]) -> ObstoreJobspace:
-    """Open ``s3://``, ``gs://`` or ``az://`` URLs; ``options`` come from the query string and caller."""
-    from obstore.store import AzureStore, GCSStore, S3Store
+    """Open ``s3://`` or ``az://`` URLs; ``options`` come from the query string and caller."""
+    from obstore.store import AzureStore, S3Store
 
     parts = urlsplit(url)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -219,39 +238,30 @@ def open_obstore(url: str, timing: Timing, options: dict[str, str]) -> ObstoreJo
     if not bucket:
         raise InvalidURL(f"{url}: no bucket named; use {parts.scheme}://BUCKET[/PREFIX]")
     clean = f"{parts.scheme}://{bucket}" + (f"/{prefix}" if prefix else "")
-    store: S3Store | GCSStore | AzureStore
+    store: S3Store | AzureStore
     try:
         if parts.scheme in ("s3", "s3a"):
             endpoint = query.pop("endpoint", None) or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
                 "AWS_ENDPOINT_URL"
             )
+            profile, endpoint, settings = s3_profile(bucket, query, endpoint)
             config: Any = {}
             if endpoint:
                 config["endpoint"] = endpoint
                 config["virtual_hosted_style_request"] = False
-            region = query.pop("region", None) or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            region = (query.pop("region", None) or settings.pop("region", None) or os.environ.get("AWS_REGION")
+                      or os.environ.get("AWS_DEFAULT_REGION"))
             if region:
                 config["region"] = region
             elif endpoint:
                 config["region"] = "us-east-1"
+            config.update(settings)
             config.update(query)
             store = S3Store(
                 bucket, prefix=prefix, config=config, client_options=_client_options(timing, endpoint),
                 retry_config=_NO_RETRY,
             )
-            return ObstoreJobspace(store, clean, timing=timing)
-        if parts.scheme in ("gs", "gcs"):
-            endpoint = query.pop("endpoint", None)
-            gconfig: Any = dict(query)
-            if endpoint:
-                gconfig["base_url"] = endpoint
-            store = GCSStore(
-                bucket, prefix=prefix, config=gconfig, client_options=_client_options(timing, endpoint),
-                retry_config=_NO_RETRY,
-            )
-            gcs = ObstoreJobspace(store, clean, uses_version=True, timing=timing)
-            gcs.min_write_interval = 1.0  # "one write per second" to an object name (cloud.google.com/storage/quotas)
-            return gcs
+            return ObstoreJobspace(store, clean, timing=timing, profile=profile)
         if parts.scheme in ("az", "azure", "abfs"):
             endpoint = query.pop("endpoint", None)
             aconfig: Any = dict(query)

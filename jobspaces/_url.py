@@ -8,7 +8,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from ._base import Jobspace, Timing
 from ._errors import InvalidURL
 
-_OBSTORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "azure", "abfs")
+_OBSTORE_SCHEMES = ("s3", "s3a", "az", "azure", "abfs")
+_GCS_SCHEMES = ("gs", "gcs")
 
 
 def _timing(query: dict[str, str], timing: Timing | None) -> Timing:
@@ -48,6 +49,11 @@ def open_jobspace(url: str, *, timing: Timing | None = None, **options: str) -> 
         from ._memory import MemoryJobspace
 
         return MemoryJobspace((parts.netloc + parts.path).strip("/"), timing=_timing(query, timing))
+    if scheme in _GCS_SCHEMES:
+        from ._gcs import open_gcs
+
+        t = _timing(query, timing)
+        return open_gcs(url.split("?", 1)[0], t, {**query, **options})
     if scheme in _OBSTORE_SCHEMES:
         from ._obstore import open_obstore
 

@@ -294,10 +294,18 @@ class FakeGcsServer(ServerProcess):
             raise RuntimeError(f"fake-gcs-server: creating bucket {self.bucket} gave {status}: {body[:200]!r}")
         return self
 
+    def list_objects(self, prefix: str = "") -> bytes:
+        """The JSON API's listing of the bucket under ``prefix`` (straight from the server)."""
+        query = urllib.parse.urlencode({"prefix": prefix})
+        status, body = _http("GET", f"{self.endpoint}/storage/v1/b/{self.bucket}/o?{query}")
+        if status != 200:
+            raise RuntimeError(f"fake-gcs-server: listing gave {status}: {body[:200]!r}")
+        return body
+
     def url(self, prefix: str = "") -> str:
-        """The jobspace URL of ``prefix`` in the server's bucket (unsigned requests: no metadata-server lookup)."""
+        """The jobspace URL of ``prefix`` in the server's bucket (an endpoint: no credentials are sent)."""
         path = f"/{prefix.strip('/')}" if prefix.strip("/") else ""
-        return f"gs://{self.bucket}{path}?endpoint={self.endpoint}&bearer_token=dummy"
+        return f"gs://{self.bucket}{path}?endpoint={self.endpoint}"
 
 
 def _azurite_exe() -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import MotoServer, free_port
+from tests.servers import FakeGcsServer, MotoServer, free_port
 
 POLICY = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}'
 
@@ -61,6 +61,22 @@ def test_moto_bucket_is_safe_and_left_clean(moto_process: MotoServer, s3_url: st
 
 def test_missing_bucket_exits_3_with_one_line(moto_server: str) -> None:
     result = doctor(f"s3://no-such-bucket-here/p?endpoint={moto_server}")
+    assert result.returncode == 3
+    assert "does not exist" in one_line(result.stderr)
+
+
+def test_fake_gcs_bucket_is_safe_and_left_clean(gcs_server: FakeGcsServer, gcs_url: str) -> None:
+    """gs:// speaks GCS's JSON API with generation preconditions; fake-gcs-server honours them."""
+    result = doctor(gcs_url, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["safe"] is True, report
+    prefix = gcs_url.split("?")[0].split("/", 3)[3]
+    assert json.loads(gcs_server.list_objects(prefix)).get("items", []) == [], "probe objects were left behind"
+
+
+def test_missing_gcs_bucket_exits_3_with_one_line(gcs_server: FakeGcsServer) -> None:
+    result = doctor(f"gs://no-such-bucket-here/p?endpoint={gcs_server.endpoint}")
     assert result.returncode == 3
     assert "does not exist" in one_line(result.stderr)
 

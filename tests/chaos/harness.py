@@ -2,7 +2,7 @@
 invariants of DESIGN.md §4 checked over the whole jobspace at the end.
 
     plan = Plan(tasks=600, agents=4)
-    run = ChaosRun(url, tmp_path, plan, upstream=("127.0.0.1", moto_port))   # upstream: S3 only
+    run = ChaosRun(url, tmp_path, plan, upstream=("127.0.0.1", moto_port))   # upstream: a server's port
     figures = run.run()
     figures.assert_safe()
     print(figures.line())
@@ -159,7 +159,7 @@ class ChaosRun:
         self.reports = workdir / "faults"
         self.reports.mkdir(parents=True, exist_ok=True)
         store = {"": "local", "file": "local"}.get(urllib.parse.urlsplit(url).scheme, urllib.parse.urlsplit(url).scheme)
-        self.fig = Figures("s3+proxy" if upstream else store)
+        self.fig = Figures(f"{store}+proxy" if upstream else store)
         lo, hi = plan.store_faults.get("latency", (0.0, 0.0))
         self.fig.latency = (float(lo), float(hi))
         self.agents: list[AgentProcess | None] = [None] * plan.agents

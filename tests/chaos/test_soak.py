@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.harness import FLEET_FAULTS, PROXY_FAULTS, STORE_FAULTS, ChaosRun, Figures, Plan, faketime_missing
-from tests.servers import MotoServer
+from tests.servers import FakeGcsServer, MotoServer
 
 pytestmark = pytest.mark.skipif(faketime_missing() is not None, reason=str(faketime_missing()))
 
@@ -50,6 +50,17 @@ def test_chaos_s3_through_a_misbehaving_network(
     moto_process: MotoServer, s3_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fig = _s3(moto_process, s3_url, tmp_path, Plan(tasks=180, agents=4, slots=3, budget=220, seed=12))
+    _report(fig, capsys)
+    _check(fig, proxy=True)
+
+
+@pytest.mark.slow
+def test_chaos_gcs_through_a_misbehaving_network(
+    gcs_server: FakeGcsServer, gcs_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gs:// (GCS's JSON API, generation preconditions) on fake-gcs-server, through the chaos proxy."""
+    plan = Plan(tasks=180, agents=4, slots=3, budget=220, seed=13)
+    fig = ChaosRun(gcs_url, tmp_path, plan, upstream=("127.0.0.1", gcs_server.port)).run()
     _report(fig, capsys)
     _check(fig, proxy=True)
 

@@ -382,10 +382,6 @@ class TestSeaweed(JobspaceConformance):
 
 
 class TestFakeGcs(JobspaceConformance):
-    writes_fail = (
-        "fake-gcs-server answers the XML API upload that obstore's GCSStore uses (PUT /bucket/object) with "
-        "400 'invalid uploadType', so no write works; reads, listing and delete do"
-    )
 
     @pytest.fixture
     def jobspace(self, gcs_url: str) -> Iterator[SyncJobspace]:
