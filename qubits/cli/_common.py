@@ -17,7 +17,9 @@ from qubits import errors
 from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_JOBSPACE, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_USAGE
 
 console = Console(stderr=True, highlight=False)
-"""Tables, colours and progress go to stderr; --json and ids go to plain stdout."""
+"""Messages, notes, progress bars and spinners go to stderr."""
+out = Console(highlight=False)
+"""Tables (jobs, status, nodes), like --json and ids, go to stdout: `qubits jobs | grep` finds them."""
 
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}

@@ -33,7 +33,7 @@ from qubits._fleet import (
 from qubits.errors import QubitsError, UsageError
 
 from . import EXIT_FAILED, EXIT_OK, add_jobspace_option, env_default
-from ._common import console, print_json
+from ._common import console, out, print_json
 
 _LOCALHOST = {"localhost", "127.0.0.1", "::1"}
 
@@ -246,15 +246,15 @@ def cmd_top(args: argparse.Namespace) -> int:
     client = connect(_jobspace(args, config))
     cache = JobsCache()
     if args.once:
-        console.print(top_view(client, cache, jobs=args.jobs))
+        out.print(top_view(client, cache, jobs=args.jobs, width=out.width))
         return EXIT_OK
     # COLUMNS/LINES are a shell's snapshot of the terminal size; a live view follows the terminal itself.
     term = Console(stderr=True, highlight=False, _environ={k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")})
-    with Live(top_view(client, cache, jobs=args.jobs), console=term, screen=term.is_terminal, auto_refresh=False) as live:
+    with Live(top_view(client, cache, jobs=args.jobs, width=term.width), console=term, screen=term.is_terminal, auto_refresh=False) as live:
         try:
             while True:
                 time.sleep(args.interval)
-                live.update(top_view(client, cache, jobs=args.jobs), refresh=True)
+                live.update(top_view(client, cache, jobs=args.jobs, width=term.width), refresh=True)
         except KeyboardInterrupt:
             return EXIT_OK
 

@@ -140,7 +140,7 @@ def test_capability_classes_init_once_archive_pull_and_notifications(local_url: 
         assert put.json()["msgtype"] == "m.text" and "batch lab/classes finished: 6 succeeded" in put.json()["body"]
         assert b"sekret" not in b"".join(js.get(m.key)[0] for m in js.list("jobs/")), "the token is never stored"
         why = run_cli("why", job.id, "big-0", "--jobspace", local_url)
-        assert why.stdout.startswith("decided: succeeded (attempt 1 on big-node)"), why.stdout
+        assert why.stdout.startswith("decided: succeeded (attempt 1 of ") and "run 1 on big-node)" in why.stdout, why.stdout
 
 
 def test_failing_job_is_retried_then_failed_archived_and_reported_and_why_names_the_missing_capability(url: str, fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
