@@ -17,6 +17,7 @@ from jobspaces import Jobspace, run_sync
 
 from . import _layout as layout
 from ._ids import new_job_id, submitter, task_id
+from ._logs import BOTH, STREAMS, flushes, header, in_order, read_attempt, render, wanted_keys
 from ._protocol import Claim, LeaseLost, Protocol
 from ._records import Done, JobSpec, Lease, LeaseState, NodeInfo, Outcome, TaskSpec
 from ._specs import Specs
@@ -288,24 +289,55 @@ class Job:
             time.sleep(interval)
             interval = min(max_poll, interval * 1.5)
 
-    def logs(self, task: str, *, attempt: int | None = None, stream: str = "stdout") -> bytes:
-        """The output of one attempt of a task (the last attempt by default)."""
+    def logs(self, task: str | None = None, *, attempt: int | None = None, stream: str = BOTH) -> bytes:
+        """The output of one attempt of a task (the last attempt by default): stdout and stderr
+        interleaved as the task wrote them, or ``stream`` 'stdout' or 'stderr' alone. With no ``task``,
+        the logs of the whole job: each task that ran, in id order, its block headed by its id."""
+        _check_stream(stream)
+        if task is None:
+            return b"".join(self._job_logs(stream))
         tid = self._task_id(task)
         if attempt is None:
             attempt = self._last_attempt(tid)
-        prefix = f"{layout.run_prefix(self.id, tid, attempt)}{stream}/"
-        return b"".join(run_sync(self.client.aio.get(m.key))[0] for m in self.client.aio_list(prefix))
+        return run_sync(read_attempt(self.client.aio, layout.run_prefix(self.id, tid, attempt), stream))
 
-    def follow(self, task: str, *, stream: str = "stdout", poll: float = 0.5) -> Iterator[bytes]:
-        """Yield output as it arrives, across attempts, until the task is decided."""
+    def _job_logs(self, stream: str) -> Iterator[bytes]:
+        by_task: dict[str, dict[int, list[str]]] = {}
+        for meta in self.client.aio_list(f"runs/{self.id}/"):
+            _runs, _job, tid, number, _rest = meta.key.split("/", 4)
+            if number.isdigit():
+                by_task.setdefault(tid, {}).setdefault(int(number), []).append(meta.key)
+        names = {tid: t.name for tid, (_chunk, t) in self.tasks().items()} if by_task else {}
+        for tid in sorted(by_task):
+            done = self.client.done_record(self.id, tid)
+            attempt = done.attempt if done is not None and done.attempt in by_task[tid] else max(by_task[tid])
+            prefix = layout.run_prefix(self.id, tid, attempt)
+            body = run_sync(read_attempt(self.client.aio, prefix, stream, keys=by_task[tid][attempt]))
+            yield header(tid, names.get(tid, ""), attempt) + body + (b"" if not body or body.endswith(b"\n") else b"\n")
+
+    def follow(self, task: str, *, stream: str = BOTH, poll: float = 0.5) -> Iterator[bytes]:
+        """Yield output as it arrives, across attempts, until the task is decided (both streams
+        interleaved as written, or ``stream`` alone)."""
+        _check_stream(stream)
         tid = self._task_id(task)
-        seen: set[str] = set()
+        position: dict[int, int] = {}
         while True:
             finished = self.client.done_record(self.id, tid) is not None
+            by_attempt: dict[int, list[str]] = {}
             for meta in self.client.aio_list(f"runs/{self.id}/{tid}/"):
-                if f"/{stream}/" in meta.key and meta.key not in seen:
-                    seen.add(meta.key)
-                    yield run_sync(self.client.aio.get(meta.key))[0]
+                number = meta.key.split("/")[3]
+                if number.isdigit():
+                    by_attempt.setdefault(int(number), []).append(meta.key)
+            for attempt in sorted(by_attempt):
+                prefix = layout.run_prefix(self.id, tid, attempt)
+                found = flushes(by_attempt[attempt], prefix)
+                ended = finished or attempt < max(by_attempt)
+                for n, flush in in_order(found, position.get(attempt, 0), final=ended):
+                    keys = wanted_keys(flush, stream)
+                    data = render(flush, stream, {k: run_sync(self.client.aio.get(k))[0] for k in keys})
+                    position[attempt] = n + 1
+                    if data:
+                        yield data
             if finished:
                 return
             time.sleep(poll)
@@ -368,6 +400,11 @@ class Job:
         if inline is not None:
             return inline
         return run_sync(self.client.aio.get(layout.result(self.id, tid, done.attempt)))[0]
+
+
+def _check_stream(stream: str) -> None:
+    if stream not in (*STREAMS, BOTH):
+        raise UsageError(f"stream {stream!r}: use 'stdout', 'stderr' or 'both' (interleaved as written)")
 
 
 def _name(tid: str) -> str:

@@ -13,7 +13,7 @@ from rich.text import Text
 from qubits import Client, JobStatus, connect
 from qubits._defaults import MAX_ATTEMPTS
 from qubits._status import JOB_STATES, TASK_STATES
-from qubits.errors import UsageError
+from qubits.errors import NotFoundError, UsageError
 
 from . import EXIT_FAILED, EXIT_OK, add_jobspace_option
 from ._common import console, out, print_json, require_jobspace
@@ -139,16 +139,38 @@ def cmd_wait(args: argparse.Namespace) -> int:
     return EXIT_OK if status.ok else EXIT_FAILED
 
 
+def _logs_target(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """(job, task or None) of `qubits logs [JOB] [TASK]`: one word is a job if there is one by that
+    id, else a task of the last job (as before whole-job logs existed)."""
+    client = _client(args)
+    if args.task is not None or args.job in (None, "last"):
+        return _job(args), args.task
+    try:
+        return client.job(args.job), None
+    except NotFoundError:
+        last = client.last()
+        last._task_id(args.job)  # NotFoundError: neither a job nor a task of the last job
+        return last, args.job
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
-    job = _job(args)
-    out = sys.stdout.buffer
+    job, task = _logs_target(args)
+    stream = args.stream
+    out_ = sys.stdout.buffer
     if args.follow:
-        for part in job.follow(args.task, stream=args.stream):
-            out.write(part)
-            out.flush()
-    else:
-        out.write(job.logs(args.task, attempt=args.attempt, stream=args.stream))
-    out.flush()
+        if task is None:
+            raise UsageError("--follow needs a task: qubits logs JOB TASK -f")
+        for part in job.follow(task, stream=stream):
+            out_.write(part)
+            out_.flush()
+        return EXIT_OK
+    data = job.logs(task, attempt=args.attempt, stream=stream)
+    out_.write(data)
+    out_.flush()
+    if not data:
+        which = "" if stream == "both" else f" on {stream}"
+        what = f"task {task} wrote nothing" if task else f"no task of job {job.id} wrote anything"
+        console.print(f"[dim]{what}{which} (yet)[/]")
     return EXIT_OK
 
 
@@ -246,7 +268,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         add_jobspace_option(q)
         q.add_argument("job", nargs="?", default="last", help="job id (default: the last one)")
         if task:
-            q.add_argument("task", help="task id or name")
+            q.add_argument("task", nargs="?", help="task id or name (default: every task of the job, each under a line with its id)")
         q.set_defaults(func=func)
         return q
 
@@ -257,10 +279,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q = job_parser("wait", "wait for a job; exit 1 if a task failed", cmd_wait)
     q.add_argument("--timeout", type=float, help="give up after this many seconds (exit 5)")
     q.add_argument("--json", action="store_true")
-    q = job_parser("logs", "a task's output", cmd_logs, task=True)
+    q = job_parser("logs", "a task's output, stdout and stderr interleaved as written (or a whole job's)", cmd_logs, task=True)
     q.add_argument("--follow", "-f", action="store_true", help="stream until the task finishes")
-    q.add_argument("--attempt", type=int, help="which attempt (default: the last)")
-    q.add_argument("--stream", choices=["stdout", "stderr"], default="stdout")
+    q.add_argument("--attempt", type=int, help="which run of the task (status's --json 'run'; default: the last)")
+    one = q.add_mutually_exclusive_group()
+    one.add_argument("--stdout", dest="stream", action="store_const", const="stdout", help="stdout only")
+    one.add_argument("--stderr", dest="stream", action="store_const", const="stderr", help="stderr only")
+    one.add_argument("--stream", choices=["both", "stdout", "stderr"], help="both (default: interleaved as written), stdout or stderr")
+    q.set_defaults(stream="both")
     job_parser("cancel", "cancel a job", cmd_cancel)
     q = job_parser("retry", "resubmit a job's failed tasks as a new job", cmd_retry)
     q.add_argument("--failed", action="store_true", help="the tasks that did not succeed")

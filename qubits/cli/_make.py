@@ -113,7 +113,7 @@ def cmd_make(args: argparse.Namespace) -> int:
             console.print(f"  [red]{row.state}[/] {row.name}: {row.error or ''}", soft_wrap=True)
         first = next((r for r in failed if r.state == "failed"), None)
         if first is not None:
-            console.print(f"  its output: qubits logs {result.job.id} {first.task} --stream stderr -j {url}", soft_wrap=True)
+            console.print(f"  its output: qubits logs {result.job.id} {first.task} -j {url}", soft_wrap=True)
     print("results:")
     for o in result.outputs:
         if o.outcome != "succeeded":
