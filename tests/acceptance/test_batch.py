@@ -199,7 +199,7 @@ def test_paused_agent_keeps_its_lease_and_the_batch_job_finishes_after_the_pause
     fleet(local_url, "watcher", ttl=ttl)  # would take over a lease left to expire
     _wait_for(lambda: any(i.paused for i, _ in client.nodes() if i.name == "pausable"), what="paused presence")
     nodes = run_cli("nodes", "--jobspace", local_url, env={"COLUMNS": "200"})
-    row = next(line for line in nodes.stderr.splitlines() if "pausable" in line)
+    row = next(line for line in nodes.stdout.splitlines() if "pausable" in line)
     assert "paused until" in row, nodes.stderr
     info = next(n for n in json.loads(run_cli("nodes", "--json", "--jobspace", local_url).stdout) if n["name"] == "pausable")
     assert info["paused"] and 0 < info["paused_until"] - time.time() <= 9
@@ -246,7 +246,7 @@ def test_agent_pauses_while_the_machine_is_in_use_and_resumes_when_idle(local_ur
         info = next(i for i, _ in client.nodes() if i.name == "desk")
         assert info.paused_reason == "in use" and info.paused_until is None
         nodes = run_cli("nodes", "--jobspace", local_url, env={"COLUMNS": "200"})
-        assert "paused (machine in use; until idle)" in next(line for line in nodes.stderr.splitlines() if "desk" in line)
+        assert "paused (machine in use; until idle)" in next(line for line in nodes.stdout.splitlines() if "desk" in line)
         time.sleep(3 * ttl)
         lease = Lease.from_json(jobspaces.SyncJobspace(client.aio).get(layout.lease(job.id, "work"))[0])
         assert lease.state is LeaseState.HELD and lease.holder == "desk" and lease.attempt == 1, "kept alive while paused"
