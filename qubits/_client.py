@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jobspaces
 from jobspaces import Jobspace, run_sync
@@ -25,6 +25,9 @@ from ._status import JOB_STATES, TASK_STATES, from_done, from_lease, parse_state
 from ._status import JobStatus as JobStatus  # re-exported: qubits.JobStatus
 from ._status import TaskState as TaskState
 from .errors import CorruptObject, NotFoundError, UsageError, WaitTimeout
+
+if TYPE_CHECKING:
+    from ._events import TaskEvent
 
 
 class Client:
@@ -341,6 +344,13 @@ class Job:
             if finished:
                 return
             time.sleep(poll)
+
+    def events(self, *, poll: float = 0.5, until_finished: bool = True) -> Iterator[TaskEvent]:
+        """The job in slow motion: claims, takeovers, waits, wakes, releases, commits and agents, as
+        they happen (read from the jobspace: see ``qubits._events``), until every task is decided."""
+        from ._events import JobEvents, follow
+
+        return follow(JobEvents(self.client, self.id), poll=poll, until_finished=until_finished)
 
     def _task_id(self, task: str) -> str:
         tasks = self.tasks()
