@@ -17,6 +17,7 @@ from qubits import _layout as layout
 from qubits._bundle import extract
 from qubits._dag import Dag
 from qubits._defaults import INLINE_RESULT_MAX, LOG_FLUSH
+from qubits._logs import Frame, split
 from qubits._protocol import Claim
 from qubits._records import JobSpec, Lease, Outcome
 from qubits._scan import ReadyEntry
@@ -134,12 +135,18 @@ class Executor:
         if claim.spec.kind in ("python", "target", "map") or job.kind == "batch":
             (scratch / "spec.json").write_text(json.dumps({"task": claim.spec.to_dict(), "job": job.to_dict()}))
             await self.data.prefetch(claim.spec, job)
-        parts = {"stdout": 0, "stderr": 0}
+        flushed = [0]
 
-        async def sink(stream: str, data: bytes) -> None:
-            key = f"{layout.run_prefix(claim.job, claim.task, claim.attempt)}{stream}/{parts[stream]:06d}"
-            await agent.js.put(key, data)
-            parts[stream] += 1
+        async def sink(frames: list[Frame]) -> None:
+            """Flush n: the order of its two streams first (a reader that sees it waits for both),
+            then each stream's part. A failed flush is sent again, whole, under the same n."""
+            parts, order = split(frames)
+            n = flushed[0]
+            if order is not None:
+                await agent.js.put(layout.log_order(claim.job, claim.task, claim.attempt, n), order)
+            for stream, data in parts.items():
+                await agent.js.put(layout.log_part(claim.job, claim.task, claim.attempt, stream, n), data)
+            flushed[0] += 1
 
         proc: TaskProcess | PooledTask
         if self.pool.serves(claim.spec):

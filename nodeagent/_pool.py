@@ -193,6 +193,7 @@ class PooledTask(GroupTask):
     async def flush(self) -> None:
         """Upload what the task wrote since the last flush (a failed upload is retried next time)."""
         async with self._flush_lock:
+            frames = []  # two files: their order within one flush is not known (stdout first)
             for name in ("stdout", "stderr"):
                 path = self.scratch / f"{name}.log"
                 try:
@@ -201,12 +202,15 @@ class PooledTask(GroupTask):
                         data = fh.read()
                 except FileNotFoundError:
                     continue
-                if not data:
-                    continue
-                try:
-                    await self.sink(name, data)
-                except Exception:  # noqa: BLE001 - logs are best effort while running
-                    continue
+                if data:
+                    frames.append((name, data))
+            if not frames:
+                return
+            try:
+                await self.sink(frames)
+            except Exception:  # noqa: BLE001 - logs are best effort while running
+                return
+            for name, data in frames:
                 self._offsets[name] += len(data)
 
     async def wait(self) -> int:

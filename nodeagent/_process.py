@@ -11,7 +11,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-LogSink = Callable[[str, bytes], Awaitable[None]]
+from qubits._logs import Frame
+
+LogSink = Callable[[list[Frame]], Awaitable[None]]
+"""Receives what a task wrote since the last flush: (stream, bytes) frames in the order they were read."""
 
 _PR_SET_PDEATHSIG = 1
 
@@ -28,7 +31,6 @@ def _die_with_agent() -> None:  # pragma: no cover - runs in the child between f
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
-"""Receives (stream name, new bytes) whenever output is flushed."""
 
 
 class GroupTask:
@@ -110,7 +112,8 @@ class TaskProcess(GroupTask):
         self.sink = sink
         self.flush_every = flush_every
         self.proc: asyncio.subprocess.Process | None = None
-        self._buffers: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        self._frames: list[tuple[str, bytearray]] = []
+        """What the task wrote since the last flush, in the order it was read from its two pipes."""
         self._readers: list[asyncio.Task[None]] = []
         self._flush_lock = asyncio.Lock()
 
@@ -141,19 +144,21 @@ class TaskProcess(GroupTask):
 
     async def _read(self, name: str, stream: asyncio.StreamReader) -> None:
         while chunk := await stream.read(65536):
-            self._buffers[name].extend(chunk)
+            if self._frames and self._frames[-1][0] == name:
+                self._frames[-1][1].extend(chunk)
+            else:
+                self._frames.append((name, bytearray(chunk)))
 
     async def flush(self) -> None:
         """Send what was written since the last flush (a failed upload keeps the bytes for the next)."""
         async with self._flush_lock:
-            for name, buf in self._buffers.items():
-                if buf:
-                    data = bytes(buf)
-                    try:
-                        await self.sink(name, data)
-                    except Exception:  # noqa: BLE001 - logs are best effort while running
-                        continue
-                    del buf[: len(data)]
+            frames, self._frames = self._frames, []
+            if not frames:
+                return
+            try:
+                await self.sink([(name, bytes(data)) for name, data in frames])
+            except Exception:  # noqa: BLE001 - logs are best effort while running
+                self._frames = frames + self._frames
 
     async def wait(self) -> int:
         assert self.proc is not None

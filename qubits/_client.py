@@ -9,71 +9,25 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import jobspaces
 from jobspaces import Jobspace, run_sync
 
 from . import _layout as layout
 from ._ids import new_job_id, submitter, task_id
+from ._logs import BOTH, STREAMS, flushes, header, in_order, read_attempt, render, wanted_keys
 from ._protocol import Claim, LeaseLost, Protocol
 from ._records import Done, JobSpec, Lease, LeaseState, NodeInfo, Outcome, TaskSpec
 from ._specs import Specs
-from .errors import CorruptObject, NotFoundError, WaitTimeout
+from ._status import JOB_STATES, TASK_STATES, from_done, from_lease, parse_states
+from ._status import JobStatus as JobStatus  # re-exported: qubits.JobStatus
+from ._status import TaskState as TaskState
+from .errors import CorruptObject, NotFoundError, UsageError, WaitTimeout
 
-
-@dataclass
-class TaskState:
-    """One row of a job's status."""
-
-    task: str
-    name: str
-    state: str
-    """pending, running, released, parked, or an outcome (succeeded, failed, cancelled, upstream_failed)."""
-    attempt: int = 0
-    holder: str = ""
-    error: str | None = None
-
-
-@dataclass
-class JobStatus:
-    """A job's progress: counts by state, and rows for the tasks worth showing."""
-
-    job: str
-    name: str
-    total: int
-    sealed: bool
-    counts: dict[str, int] = field(default_factory=dict)
-    rows: list[TaskState] = field(default_factory=list)
-
-    @property
-    def done(self) -> int:
-        return sum(v for k, v in self.counts.items() if k in {o.value for o in Outcome})
-
-    @property
-    def finished(self) -> bool:
-        return self.sealed and self.done >= self.total
-
-    @property
-    def ok(self) -> bool:
-        return self.finished and self.counts.get(Outcome.SUCCEEDED.value, 0) == self.total
-
-    def summary(self) -> str:
-        parts = [f"{k} {v}" for k, v in sorted(self.counts.items()) if v]
-        return f"{self.job} {self.name}: {self.done}/{self.total} done" + (f" ({', '.join(parts)})" if parts else "")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "job": self.job,
-            "name": self.name,
-            "total": self.total,
-            "done": self.done,
-            "finished": self.finished,
-            "ok": self.ok,
-            "counts": self.counts,
-            "tasks": [r.__dict__ for r in self.rows],
-        }
+if TYPE_CHECKING:
+    from ._events import TaskEvent
 
 
 class Client:
@@ -159,12 +113,34 @@ class Client:
         run_sync(self.specs.job(job_id))
         return Job(self, job_id)
 
-    def jobs(self) -> list[JobSpec]:
-        """Every job in the jobspace, oldest first."""
+    def jobs(self, *, user: str | None = None, since: float | None = None) -> list[JobSpec]:
+        """Every job in the jobspace, oldest first; ``user`` (a user name, or user@host) and ``since``
+        (a wall-clock time) keep those submitted by that user, at or after that time."""
         out = []
         for meta in self.aio_list("jobs/"):
             if meta.key.endswith("/job.json") and meta.key.count("/") == 2:
-                out.append(run_sync(self.specs.job(meta.key.split("/")[1])))
+                spec = run_sync(self.specs.job(meta.key.split("/")[1]))
+                if user and user not in (spec.submitter, spec.submitter.split("@", 1)[0]):
+                    continue
+                if since is not None and spec.created < since:
+                    continue
+                out.append(spec)
+        return out
+
+    def job_statuses(self, *, state: str | Iterable[str] | None = None, user: str | None = None,
+                     since: float | None = None) -> list[JobStatus]:
+        """The status of every job (like ``squeue``/``sacct``: state, counts, elapsed, user, name), oldest
+        first, without task rows; filtered by job ``state`` ('running', 'failed,cancelled' or a list of
+        JOB_STATES), ``user`` and ``since`` as in ``jobs``."""
+        try:
+            wanted = parse_states(state, JOB_STATES)
+        except ValueError as exc:
+            raise UsageError(f"--state: {exc}") from None
+        out = []
+        for spec in self.jobs(user=user, since=since):
+            status = Job(self, spec.id).status(rows=0)
+            if wanted is None or status.state in wanted:
+                out.append(status)
         return out
 
     def last(self) -> Job:
@@ -232,17 +208,23 @@ class Job:
     def tasks(self) -> dict[str, tuple[str, TaskSpec]]:
         return run_sync(self.client.specs.all_tasks(self.id))
 
-    def status(self, *, rows: int = 200) -> JobStatus:
+    def status(self, *, rows: int = 200, state: str | Iterable[str] | None = None) -> JobStatus:
         """Counts by state; a row per task when the job has at most ``rows`` tasks, else the
-        unfinished and unsuccessful ones."""
+        unfinished and unsuccessful ones (``rows=0``: counts only, no task specs read). ``state`` ('failed', 'failed,running' or a list) keeps only
+        the rows of tasks in those states, however many tasks the job has (counts stay whole)."""
+        try:
+            wanted = parse_states(state, TASK_STATES)
+        except ValueError as exc:
+            raise UsageError(f"--state: {exc}") from None
         c = self.client
         spec = self.spec()
         sealed = run_sync(c.specs.seal(self.id)) is not None
         done_keys = [m.key for m in c.aio_list(layout.done_prefix(self.id))]
         lease_metas = c.aio_list(f"leases/{self.id}/")
         counts: dict[str, int] = {}
-        states: dict[str, TaskState] = {}
+        found: dict[str, tuple[str, Done | Lease]] = {}
         small = spec.task_count <= rows
+        ended = 0.0
         decided: set[str] = set()
         for key in done_keys:
             tid = key.rsplit("/", 1)[1].removesuffix(".json")
@@ -251,38 +233,51 @@ class Job:
                 continue
             decided.add(tid)
             counts[done.outcome] = counts.get(done.outcome, 0) + 1
-            if small or done.outcome != Outcome.SUCCEEDED.value:
-                states[tid] = TaskState(tid, _name(tid), done.outcome, done.attempt, done.holder, done.error)
+            ended = max(ended, done.finished)
+            if wanted is not None or small or done.outcome != Outcome.SUCCEEDED.value:
+                found[tid] = (done.outcome, done)
         for meta in lease_metas:
             tid = meta.key.rsplit("/", 1)[1]
-            if tid in states or tid in decided:
+            if tid in decided:
                 continue  # a committed lease lingers until its done record is written: count it once
             try:
                 data, _ = run_sync(c.aio.get(meta.key))
                 lease = Lease.from_json(data, meta.key)
             except jobspaces.NotFound:
                 continue
-            state = "running" if lease.state is LeaseState.HELD else lease.state.value
+            label = "running" if lease.state is LeaseState.HELD else lease.state.value
             if lease.state is LeaseState.COMMITTED:
                 # Decided, but its done record is not written yet: not finished (wait() promises the
                 # done records), and it is written within moments by its committer or any agent.
-                state = "committing"
-            counts[state] = counts.get(state, 0) + 1
-            states[tid] = TaskState(tid, _name(tid), state, lease.attempt, lease.holder, lease.error)
+                label = "committing"
+            counts[label] = counts.get(label, 0) + 1
+            found[tid] = (label, lease)
         total = spec.task_count
+        specs: dict[str, TaskSpec] = {}
         if sealed:
             known = sum(counts.values())
-            dynamic = len(c.aio_list(f"jobs/{self.id}/tasks/x/"))
-            total += dynamic
+            total += len(c.aio_list(f"jobs/{self.id}/tasks/x/"))
             counts["pending"] = max(0, total - known)
-            if small:
+            if small or (found and rows > 0) or wanted:
                 try:
-                    tasks = self.tasks()
+                    specs = {tid: t for tid, (_chunk, t) in self.tasks().items()}
                 except CorruptObject:
-                    tasks = {}  # a corrupt chunk: its tasks are quarantined and decided failed, with the reason
-                for tid, (_chunk, t) in tasks.items():
-                    states.setdefault(tid, TaskState(tid, t.name or _name(tid), "pending"))
-        return JobStatus(self.id, spec.name, total, sealed, counts, sorted(states.values(), key=lambda r: r.task))
+                    specs = {}  # a corrupt chunk: its tasks are quarantined and decided failed, with the reason
+        states: list[TaskState] = []
+        for tid, (label, record) in found.items() if rows > 0 or wanted is not None else ():
+            t = specs.get(tid)
+            name, most = (t.name or _name(tid), t.max_attempts) if t is not None else (_name(tid), 0)
+            row = from_done(record, name, most) if isinstance(record, Done) else from_lease(record, label, name, most)
+            states.append(row)
+        if small or (wanted and "pending" in wanted):
+            for tid, t in specs.items():
+                if tid not in found:
+                    states.append(TaskState(tid, t.name or _name(tid), "pending", max_attempts=t.max_attempts))
+        if wanted is not None:
+            states = [r for r in states if r.state in wanted]
+        cancelled = run_sync(c.aio.exists(layout.cancel(self.id)))
+        return JobStatus(self.id, spec.name, total, sealed, counts, sorted(states, key=lambda r: r.task),
+                         submitter=spec.submitter, created=spec.created, ended=ended, cancelled=cancelled, kind=spec.kind)
 
     def wait(self, timeout: float | None = None, *, poll: float = 0.2, max_poll: float = 2.0) -> JobStatus:
         """Block until every task has its done record; WaitTimeout after ``timeout`` seconds."""
@@ -297,27 +292,65 @@ class Job:
             time.sleep(interval)
             interval = min(max_poll, interval * 1.5)
 
-    def logs(self, task: str, *, attempt: int | None = None, stream: str = "stdout") -> bytes:
-        """The output of one attempt of a task (the last attempt by default)."""
+    def logs(self, task: str | None = None, *, attempt: int | None = None, stream: str = BOTH) -> bytes:
+        """The output of one attempt of a task (the last attempt by default): stdout and stderr
+        interleaved as the task wrote them, or ``stream`` 'stdout' or 'stderr' alone. With no ``task``,
+        the logs of the whole job: each task that ran, in id order, its block headed by its id."""
+        _check_stream(stream)
+        if task is None:
+            return b"".join(self._job_logs(stream))
         tid = self._task_id(task)
         if attempt is None:
             attempt = self._last_attempt(tid)
-        prefix = f"{layout.run_prefix(self.id, tid, attempt)}{stream}/"
-        return b"".join(run_sync(self.client.aio.get(m.key))[0] for m in self.client.aio_list(prefix))
+        return run_sync(read_attempt(self.client.aio, layout.run_prefix(self.id, tid, attempt), stream))
 
-    def follow(self, task: str, *, stream: str = "stdout", poll: float = 0.5) -> Iterator[bytes]:
-        """Yield output as it arrives, across attempts, until the task is decided."""
+    def _job_logs(self, stream: str) -> Iterator[bytes]:
+        by_task: dict[str, dict[int, list[str]]] = {}
+        for meta in self.client.aio_list(f"runs/{self.id}/"):
+            _runs, _job, tid, number, _rest = meta.key.split("/", 4)
+            if number.isdigit():
+                by_task.setdefault(tid, {}).setdefault(int(number), []).append(meta.key)
+        names = {tid: t.name for tid, (_chunk, t) in self.tasks().items()} if by_task else {}
+        for tid in sorted(by_task):
+            done = self.client.done_record(self.id, tid)
+            attempt = done.attempt if done is not None and done.attempt in by_task[tid] else max(by_task[tid])
+            prefix = layout.run_prefix(self.id, tid, attempt)
+            body = run_sync(read_attempt(self.client.aio, prefix, stream, keys=by_task[tid][attempt]))
+            yield header(tid, names.get(tid, ""), attempt) + body + (b"" if not body or body.endswith(b"\n") else b"\n")
+
+    def follow(self, task: str, *, stream: str = BOTH, poll: float = 0.5) -> Iterator[bytes]:
+        """Yield output as it arrives, across attempts, until the task is decided (both streams
+        interleaved as written, or ``stream`` alone)."""
+        _check_stream(stream)
         tid = self._task_id(task)
-        seen: set[str] = set()
+        position: dict[int, int] = {}
         while True:
             finished = self.client.done_record(self.id, tid) is not None
+            by_attempt: dict[int, list[str]] = {}
             for meta in self.client.aio_list(f"runs/{self.id}/{tid}/"):
-                if f"/{stream}/" in meta.key and meta.key not in seen:
-                    seen.add(meta.key)
-                    yield run_sync(self.client.aio.get(meta.key))[0]
+                number = meta.key.split("/")[3]
+                if number.isdigit():
+                    by_attempt.setdefault(int(number), []).append(meta.key)
+            for attempt in sorted(by_attempt):
+                prefix = layout.run_prefix(self.id, tid, attempt)
+                found = flushes(by_attempt[attempt], prefix)
+                ended = finished or attempt < max(by_attempt)
+                for n, flush in in_order(found, position.get(attempt, 0), final=ended):
+                    keys = wanted_keys(flush, stream)
+                    data = render(flush, stream, {k: run_sync(self.client.aio.get(k))[0] for k in keys})
+                    position[attempt] = n + 1
+                    if data:
+                        yield data
             if finished:
                 return
             time.sleep(poll)
+
+    def events(self, *, poll: float = 0.5, until_finished: bool = True) -> Iterator[TaskEvent]:
+        """The job in slow motion: claims, takeovers, waits, wakes, releases, commits and agents, as
+        they happen (read from the jobspace: see ``qubits._events``), until every task is decided."""
+        from ._events import JobEvents, follow
+
+        return follow(JobEvents(self.client, self.id), poll=poll, until_finished=until_finished)
 
     def _task_id(self, task: str) -> str:
         tasks = self.tasks()
@@ -377,6 +410,11 @@ class Job:
         if inline is not None:
             return inline
         return run_sync(self.client.aio.get(layout.result(self.id, tid, done.attempt)))[0]
+
+
+def _check_stream(stream: str) -> None:
+    if stream not in (*STREAMS, BOTH):
+        raise UsageError(f"stream {stream!r}: use 'stdout', 'stderr' or 'both' (interleaved as written)")
 
 
 def _name(tid: str) -> str:

@@ -11,7 +11,9 @@
     ready/{shard}/{prio}/{job}/{chunk}/{task}@{not_before}   a runnable task (a hint, re-checked on claim)
     leases/{job}/{task}                    the lease: holder, token, attempt, ttl, state, seq
     done/{job}/{task}.json                 the one final record of a task
-    runs/{job}/{task}/{attempt}/log/{n}    output of one attempt, in parts as it runs
+    runs/{job}/{task}/{attempt}/stdout/{n}  output of one attempt, one part per flush n as it runs (stderr/{n}
+                                           likewise; see qubits/_logs.py)
+    runs/{job}/{task}/{attempt}/order/{n}   how flush n's stdout and stderr interleave (when it holds both)
     runs/{job}/{task}/{attempt}/out/…      files an attempt produced
     runs/{job}/{task}/{attempt}/result     the return value of a Python task (one of a map or submit job
                                            up to INLINE_RESULT_MAX bytes rides in its done record instead)
@@ -112,8 +114,14 @@ def run_prefix(job: str, task: str, attempt: int) -> str:
     return f"runs/{job}/{task}/{attempt}/"
 
 
-def log_part(job: str, task: str, attempt: int, n: int) -> str:
-    return f"runs/{job}/{task}/{attempt}/log/{n:06d}"
+def log_part(job: str, task: str, attempt: int, stream: str, n: int) -> str:
+    """Flush ``n`` of one stream (stdout or stderr) of an attempt's output."""
+    return f"runs/{job}/{task}/{attempt}/{stream}/{n:06d}"
+
+
+def log_order(job: str, task: str, attempt: int, n: int) -> str:
+    """How flush ``n``'s two streams interleave."""
+    return f"runs/{job}/{task}/{attempt}/order/{n:06d}"
 
 
 def result(job: str, task: str, attempt: int) -> str:

@@ -190,7 +190,7 @@ class Protocol:
             await self.js.delete(key)
             self.last_miss = "gone"
             return None
-        log.debug("claim", extra=self._extra(job, spec.id, 1, "claim"))
+        log.info("claim", extra=self._extra(job, spec.id, 1, "claim"))
         return Claim(job, spec.id, chunk, spec, fresh, etag, sent, written)
 
     async def _claim_existing(self, job: str, chunk: str, spec: TaskSpec) -> Claim | None:

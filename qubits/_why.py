@@ -16,6 +16,7 @@ from jobspaces import run_sync
 from . import _layout as layout
 from ._client import Client
 from ._records import Lease, LeaseState, NodeInfo, TaskSpec
+from ._status import from_done, from_lease
 
 LIVE_WITHIN = 4 * 60 + 30
 """Seconds since its last presence write within which a node counts as live (agents write at least
@@ -60,14 +61,17 @@ def explain(client: Client, job_id: str, task: str) -> Explanation:
     done = client.done_record(job_id, tid)
     if done is not None:
         extra = [f"error: {done.error}"] if done.error else []
-        return Explanation(f"decided: {done.outcome} (attempt {done.attempt} on {done.holder or 'no node'})", extra)
+        row = from_done(done, spec.name, spec.max_attempts)
+        tried = f"attempt {row.attempt_text()}; run {done.attempt}" if row.tries else "never ran"
+        return Explanation(f"decided: {done.outcome} ({tried} on {done.holder or 'no node'})", extra)
     if run_sync(client.aio.exists(layout.cancel(job_id))):
         return Explanation("cancelled: the job was cancelled; the task will be decided as cancelled")
     lease = _lease(client, job_id, tid)
     if lease is not None:
         if lease.state is LeaseState.HELD:
             age = f", lease last written {time.time() - lease.wall:.0f}s ago (ttl {lease.ttl:g}s)" if lease.wall else ""
-            return Explanation(f"running: held by {lease.holder} (attempt {lease.attempt}{age})")
+            row = from_lease(lease, "running", spec.name, spec.max_attempts)
+            return Explanation(f"running: held by {lease.holder} (attempt {row.attempt_text()}; run {lease.attempt}{age})")
         if lease.state is LeaseState.PARKED:
             return Explanation("waiting on dependencies found at run time", [f"waits for: {', '.join(lease.waiting) or '?'}"])
         if lease.state is LeaseState.COMMITTED:

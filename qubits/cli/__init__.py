@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distributed work with no master: the only shared state is a bucket or a directory.",
         epilog="Exit codes: 0 ok, 1 failed, 2 usage, 3 jobspace unusable, 4 not found, 5 timed out.",
     )
-    parser.add_argument("--log-level", default=env_default("QUBITS_LOG_LEVEL", "WARNING"), help="(env QUBITS_LOG_LEVEL)")
+    parser.add_argument("--log-level", default=env_default("QUBITS_LOG_LEVEL"), metavar="LEVEL",
+                        help="DEBUG, INFO, WARNING … (default WARNING; the agent logs its claims, commits, releases, "
+                             "takeovers and drains at INFO; env QUBITS_LOG_LEVEL)")
     parser.add_argument("--log-json", action="store_true", default=bool(env_default("QUBITS_LOG_JSON")), help="structured JSON logs on stderr (env QUBITS_LOG_JSON)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name in _MODULES:
@@ -75,14 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the verb, and return its exit code."""
-    from ._common import configure_logging, run_verb
+    from qubits.errors import UsageError
+
+    from ._common import configure_logging, fail, run_verb
 
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    configure_logging(args.log_level, args.log_json)
+    try:
+        configure_logging(args.log_level, args.log_json, verb_level=getattr(args, "verb_log_level", None))
+    except UsageError as exc:
+        fail(str(exc))
+        return EXIT_USAGE
     return run_verb(args)
 
 

@@ -17,7 +17,9 @@ from qubits import errors
 from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_JOBSPACE, EXIT_NOT_FOUND, EXIT_TIMEOUT, EXIT_USAGE
 
 console = Console(stderr=True, highlight=False)
-"""Tables, colours and progress go to stderr; --json and ids go to plain stdout."""
+"""Messages, notes, progress bars and spinners go to stderr."""
+out = Console(highlight=False)
+"""Tables (jobs, status, nodes), like --json and ids, go to stdout: `qubits jobs | grep` finds them."""
 
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
@@ -54,13 +56,19 @@ class _TextFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(level: str, as_json: bool) -> None:
-    """Send log records to stderr, as text or one JSON object a line."""
+def configure_logging(level: str | None, as_json: bool, *, verb_level: str | None = None) -> None:
+    """Send log records to stderr, as text or one JSON object a line: at ``level`` when one is given
+    (--log-level), else WARNING, with qubits' own loggers at the verb's ``verb_level`` (the agent: INFO,
+    so journalctl shows its claims, commits, releases, takeovers and drains, one line each)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if as_json else _TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    try:
+        root.setLevel((level or "WARNING").upper())
+        logging.getLogger("qubits").setLevel((verb_level or "NOTSET").upper() if not level else logging.NOTSET)
+    except ValueError:
+        raise errors.UsageError(f"--log-level {level}: use DEBUG, INFO, WARNING, ERROR or CRITICAL") from None
 
 
 def fail(message: str) -> None:

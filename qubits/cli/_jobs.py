@@ -8,12 +8,15 @@ import time
 
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from qubits import Client, JobStatus, connect
-from qubits.errors import UsageError
+from qubits._defaults import MAX_ATTEMPTS
+from qubits._status import JOB_STATES, TASK_STATES
+from qubits.errors import NotFoundError, UsageError
 
 from . import EXIT_FAILED, EXIT_OK, add_jobspace_option
-from ._common import console, print_json, require_jobspace
+from ._common import console, out, print_json, require_jobspace
 
 _STYLE = {
     "succeeded": "green",
@@ -31,15 +34,24 @@ def _client(args: argparse.Namespace) -> Client:
     return connect(require_jobspace(args))
 
 
-def status_table(status: JobStatus) -> Table:
-    """A job's summary line as the title, one row per task worth showing."""
-    table = Table(title=status.summary(), title_justify="left", expand=False)
-    for col in ("task", "state", "attempt", "node", "error"):
-        table.add_column(col, overflow="fold")
+def _clock(when: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(when)) if when else ""
+
+
+def status_table(status: JobStatus, width: int | None = None) -> Table:
+    """A job's summary line as the title, one row per task worth showing: its id and name, state,
+    attempt n of m, node, start, end, duration and exit code."""
+    from ._views import elapsed, fitted_table
+
+    rows: list[list[str | Text]] = []
     for row in status.rows:
         style = _STYLE.get(row.state, "")
-        table.add_row(row.name or row.task, f"[{style}]{row.state}[/]" if style else row.state, str(row.attempt or ""), row.holder, (row.error or "")[:120])
-    return table
+        duration = row.duration
+        rows.append([row.task, Text(row.name), f"[{style}]{row.state}[/]" if style else row.state, row.attempt_text(),
+                     row.holder, _clock(row.started), _clock(row.finished), "" if duration is None else elapsed(duration),
+                     "" if row.exit_code is None else str(row.exit_code), Text((row.error or "")[:200])])
+    headers = ["task", "name", "state", "attempt", "node", "start", "end", "time", "exit", "error"]
+    return fitted_table(status.summary(), headers, rows, width=width or out.width)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -61,7 +73,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     print(job.id)
     if args.wait:
         status = job.wait()
-        console.print(status_table(status))
+        out.print(status_table(status))
         return EXIT_OK if status.ok else EXIT_FAILED
     return EXIT_OK
 
@@ -79,7 +91,7 @@ def _submit_targets(args: argparse.Namespace) -> int:
     print(job.id)
     if args.wait:
         status = job.wait()
-        console.print(status_table(status))
+        out.print(status_table(status))
         return EXIT_OK if status.ok else EXIT_FAILED
     return EXIT_OK
 
@@ -101,19 +113,19 @@ def _job(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def cmd_status(args: argparse.Namespace) -> int:
     job = _job(args)
     if args.watch and not args.json:
-        with Live(status_table(job.status()), console=console, refresh_per_second=2) as live:
+        with Live(status_table(job.status(state=args.state)), console=out, refresh_per_second=2) as live:
             while True:
-                status = job.status()
+                status = job.status(state=args.state)
                 live.update(status_table(status))
                 if status.finished:
                     break
                 time.sleep(1.0)
     else:
-        status = job.status()
+        status = job.status(state=args.state)
     if args.json:
         print_json(status.to_dict())
     elif not args.watch:
-        console.print(status_table(status))
+        out.print(status_table(status))
     return EXIT_OK if not status.finished or status.ok else EXIT_FAILED
 
 
@@ -123,20 +135,42 @@ def cmd_wait(args: argparse.Namespace) -> int:
     if args.json:
         print_json(status.to_dict())
     else:
-        console.print(status_table(status))
+        out.print(status_table(status))
     return EXIT_OK if status.ok else EXIT_FAILED
 
 
+def _logs_target(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """(job, task or None) of `qubits logs [JOB] [TASK]`: one word is a job if there is one by that
+    id, else a task of the last job (as before whole-job logs existed)."""
+    client = _client(args)
+    if args.task is not None or args.job in (None, "last"):
+        return _job(args), args.task
+    try:
+        return client.job(args.job), None
+    except NotFoundError:
+        last = client.last()
+        last._task_id(args.job)  # NotFoundError: neither a job nor a task of the last job
+        return last, args.job
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
-    job = _job(args)
-    out = sys.stdout.buffer
+    job, task = _logs_target(args)
+    stream = args.stream
+    out_ = sys.stdout.buffer
     if args.follow:
-        for part in job.follow(args.task, stream=args.stream):
-            out.write(part)
-            out.flush()
-    else:
-        out.write(job.logs(args.task, attempt=args.attempt, stream=args.stream))
-    out.flush()
+        if task is None:
+            raise UsageError("--follow needs a task: qubits logs JOB TASK -f")
+        for part in job.follow(task, stream=stream):
+            out_.write(part)
+            out_.flush()
+        return EXIT_OK
+    data = job.logs(task, attempt=args.attempt, stream=stream)
+    out_.write(data)
+    out_.flush()
+    if not data:
+        which = "" if stream == "both" else f" on {stream}"
+        what = f"task {task} wrote nothing" if task else f"no task of job {job.id} wrote anything"
+        console.print(f"[dim]{what}{which} (yet)[/]")
     return EXIT_OK
 
 
@@ -156,18 +190,33 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def since_time(text: str | None) -> float | None:
+    """--since: an age (30m, 12h, 7d) or a date (2026-12-04, 2026-12-04T15:30), as a wall-clock time."""
+    if not text:
+        return None
+    from datetime import datetime
+
+    from nodeagent._control import parse_duration
+
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise UsageError(f"--since {text!r}: give an age (30m, 12h, 7d) or a date (2026-12-04, 2026-12-04T15:30)") from None
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
+    from ._views import jobs_table
+
     client = _client(args)
-    specs = client.jobs()
+    statuses = client.job_statuses(state=args.state, user=args.user, since=since_time(args.since))
     if args.json:
-        print_json([s.to_dict() for s in specs])
+        print_json([{"id": st.job, **{k: v for k, v in st.to_dict().items() if k != "tasks"}} for st in statuses])
         return EXIT_OK
-    table = Table(title=f"jobs in {client.url}", title_justify="left")
-    for col in ("job", "kind", "name", "tasks", "submitted", "by"):
-        table.add_column(col)
-    for s in specs:
-        table.add_row(s.id, s.kind, s.name, str(s.task_count), time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created)), s.submitter)
-    console.print(table)
+    out.print(jobs_table(statuses, width=out.width, title=f"jobs in {client.url.split('?', 1)[0]}", bar=out.is_terminal and out.width >= 100))
     return EXIT_OK
 
 
@@ -184,7 +233,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     if args.json:
         print_json([node_dict(info, age) for info, age in nodes])  # every agent, with its state: scripts filter
         return EXIT_OK
-    console.print(nodes_table(nodes, title=f"agents in {client.url.split('?', 1)[0]}", show_all=args.all))
+    out.print(nodes_table(nodes, title=f"agents in {client.url.split('?', 1)[0]}", show_all=args.all, width=out.width))
     hidden = sum(1 for info, age in nodes if node_state(info, age) in ("stopped", "lost"))
     if hidden and not args.all:
         console.print(f"[dim]{hidden} stopped or lost agent(s) not shown (--all)[/]")
@@ -204,7 +253,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--cpus", type=float, help="cpus each task takes")
     p.add_argument("--memory", type=float, help="memory (GB) each task takes")
     p.add_argument("--gpus", type=float, help="gpus each task takes")
-    p.add_argument("--max-attempts", type=int, help="attempts per task before it ends failed (default 3)")
+    p.add_argument("--max-attempts", type=int, metavar="N",
+                   help=f"attempts per task, the first run included, before it ends failed (default {MAX_ATTEMPTS}: "
+                        "a failing command runs 3 times; `status` shows 'attempt n of m')")
     p.add_argument("--timeout", type=float, help="seconds a task may run")
     p.add_argument("--priority", type=int, default=0, help="higher runs first")
     p.add_argument("--delay", type=float, default=0.0, metavar="SECONDS", help="start no task before this many seconds from now")
@@ -217,25 +268,33 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         add_jobspace_option(q)
         q.add_argument("job", nargs="?", default="last", help="job id (default: the last one)")
         if task:
-            q.add_argument("task", help="task id or name")
+            q.add_argument("task", nargs="?", help="task id or name (default: every task of the job, each under a line with its id)")
         q.set_defaults(func=func)
         return q
 
-    q = job_parser("status", "a job's summary and table", cmd_status)
+    q = job_parser("status", "a job's summary and table: per task its id and name, state, attempt n of m, node, start, end, duration, exit code", cmd_status)
     q.add_argument("--json", action="store_true", help="JSON on stdout")
+    q.add_argument("--state", "-s", metavar="STATE[,STATE]", help=f"only tasks in these states ({', '.join(TASK_STATES)})")
     q.add_argument("--watch", "-w", action="store_true", help="live progress until the job finishes")
     q = job_parser("wait", "wait for a job; exit 1 if a task failed", cmd_wait)
     q.add_argument("--timeout", type=float, help="give up after this many seconds (exit 5)")
     q.add_argument("--json", action="store_true")
-    q = job_parser("logs", "a task's output", cmd_logs, task=True)
+    q = job_parser("logs", "a task's output, stdout and stderr interleaved as written (or a whole job's)", cmd_logs, task=True)
     q.add_argument("--follow", "-f", action="store_true", help="stream until the task finishes")
-    q.add_argument("--attempt", type=int, help="which attempt (default: the last)")
-    q.add_argument("--stream", choices=["stdout", "stderr"], default="stdout")
+    q.add_argument("--attempt", type=int, help="which run of the task (status's --json 'run'; default: the last)")
+    one = q.add_mutually_exclusive_group()
+    one.add_argument("--stdout", dest="stream", action="store_const", const="stdout", help="stdout only")
+    one.add_argument("--stderr", dest="stream", action="store_const", const="stderr", help="stderr only")
+    one.add_argument("--stream", choices=["both", "stdout", "stderr"], help="both (default: interleaved as written), stdout or stderr")
+    q.set_defaults(stream="both")
     job_parser("cancel", "cancel a job", cmd_cancel)
     q = job_parser("retry", "resubmit a job's failed tasks as a new job", cmd_retry)
     q.add_argument("--failed", action="store_true", help="the tasks that did not succeed")
-    q = sub.add_parser("jobs", help="list jobs")
+    q = sub.add_parser("jobs", help="list jobs, like squeue/sacct: state, progress, counts, elapsed time, user, name")
     add_jobspace_option(q)
+    q.add_argument("--state", "-s", metavar="STATE[,STATE]", help=f"only jobs in these states ({', '.join(JOB_STATES)})")
+    q.add_argument("--user", "-u", metavar="USER", help="only jobs submitted by USER (a name, or user@host)")
+    q.add_argument("--since", "-S", metavar="AGE|DATE", help="only jobs submitted since: an age (30m, 12h, 7d) or a date (2026-12-04)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_jobs)
     q = sub.add_parser("last", help="print the last job's id")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from rich.live import Live
@@ -69,6 +70,9 @@ def _progress_line(status: JobStatus, elapsed: float) -> Text:
 
 
 def cmd_make(args: argparse.Namespace) -> int:
+    from ._progress import print_event
+
+    started = time.monotonic()
     live = Live(Text("starting…"), console=console, refresh_per_second=4, transient=True) if not args.json else None
 
     def progress(status: JobStatus, elapsed: float) -> None:
@@ -87,6 +91,7 @@ def cmd_make(args: argparse.Namespace) -> int:
             capabilities=args.capability,
             force=args.always,
             on_progress=progress,
+            on_event=print_event(started) if args.verbose and not args.json else None,
         )
     except KeyboardInterrupt as exc:
         if live is not None:
@@ -113,7 +118,7 @@ def cmd_make(args: argparse.Namespace) -> int:
             console.print(f"  [red]{row.state}[/] {row.name}: {row.error or ''}", soft_wrap=True)
         first = next((r for r in failed if r.state == "failed"), None)
         if first is not None:
-            console.print(f"  its output: qubits logs {result.job.id} {first.task} --stream stderr -j {url}", soft_wrap=True)
+            console.print(f"  its output: qubits logs {result.job.id} {first.task} -j {url}", soft_wrap=True)
     print("results:")
     for o in result.outputs:
         if o.outcome != "succeeded":
@@ -171,6 +176,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--agents", "-n", type=int, help="agents to start here (default: conf.agents, or 2-4 by CPUs; 0: use running agents)")
     p.add_argument("--capability", "-c", action="append", default=[], metavar="CAP", help="a capability of the agents started here (repeatable)")
     p.add_argument("-B", "--always", action="store_true", help="make everything again: reuse no earlier job")
+    p.add_argument("--verbose", "-v", action="store_true", help="slow motion: each claim, wait, release, commit and agent as it happens (on stderr)")
     p.add_argument("--json", action="store_true", help="the result as JSON on stdout")
     p.set_defaults(func=cmd_make)
 

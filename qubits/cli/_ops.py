@@ -33,7 +33,7 @@ from qubits._fleet import (
 from qubits.errors import QubitsError, UsageError
 
 from . import EXIT_FAILED, EXIT_OK, add_jobspace_option, env_default
-from ._common import console, print_json
+from ._common import console, out, print_json
 
 _LOCALHOST = {"localhost", "127.0.0.1", "::1"}
 
@@ -147,7 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             console.print(f"agents exit after {args.idle:g}s with nothing to do; follow: qubits status -w {job.id} · stop now: qubits kill {job.id}")
         return EXIT_OK
-    status = _follow(job, {s.agent for s in ok}, args.timeout, quiet=args.json)
+    status = _follow(job, {s.agent for s in ok}, args.timeout, quiet=args.json, verbose=args.verbose)
     if args.json:
         print_json({"job": job.id, "jobspace": url, "ok": status.ok, "nodes": report, "status": status.to_dict()})
         return EXIT_OK if status.ok else EXIT_FAILED
@@ -167,15 +167,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if status.ok else EXIT_FAILED
 
 
-def _follow(job: Job, agents: set[str], timeout: float | None, *, quiet: bool) -> Any:
+def _follow(job: Job, agents: set[str], timeout: float | None, *, quiet: bool, verbose: bool = False) -> Any:
+    from qubits._events import JobEvents
+
+    from ._progress import print_event
+
     started = time.monotonic()
     live = None if quiet else Live(Text("waiting…"), console=console, refresh_per_second=4, transient=True)
+    events, show = (JobEvents(job.client, job.id), print_event(started)) if verbose and not quiet else (None, None)
     next_fleet_check = started + 5.0
     if live is not None:
         live.start()
     try:
         while True:
             status = job.status(rows=0)
+            if events is not None and show is not None:
+                for event in events.poll():
+                    show(event)
             if live is not None:
                 live.update(Text(f"job {job.id}: {status.summary().split(': ', 1)[-1]}  {time.monotonic() - started:.0f}s"))
             if status.finished:
@@ -246,15 +254,15 @@ def cmd_top(args: argparse.Namespace) -> int:
     client = connect(_jobspace(args, config))
     cache = JobsCache()
     if args.once:
-        console.print(top_view(client, cache, jobs=args.jobs))
+        out.print(top_view(client, cache, jobs=args.jobs, width=out.width))
         return EXIT_OK
     # COLUMNS/LINES are a shell's snapshot of the terminal size; a live view follows the terminal itself.
     term = Console(stderr=True, highlight=False, _environ={k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")})
-    with Live(top_view(client, cache, jobs=args.jobs), console=term, screen=term.is_terminal, auto_refresh=False) as live:
+    with Live(top_view(client, cache, jobs=args.jobs, width=term.width), console=term, screen=term.is_terminal, auto_refresh=False) as live:
         try:
             while True:
                 time.sleep(args.interval)
-                live.update(top_view(client, cache, jobs=args.jobs), refresh=True)
+                live.update(top_view(client, cache, jobs=args.jobs, width=term.width), refresh=True)
         except KeyboardInterrupt:
             return EXIT_OK
 
@@ -302,6 +310,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--env", action="append", default=[], metavar="NAME", help="pass this environment variable to the agents (repeatable; sent over ssh's stdin)")
     p.add_argument("--agent-log-level", default="INFO", help="log level of the agents (their logs stay on the nodes)")
     p.add_argument("--detach", "-d", action="store_true", help="return once the agents started")
+    p.add_argument("--verbose", "-v", action="store_true", help="slow motion: each claim, wait, release, commit and agent as it happens (on stderr)")
     p.add_argument("--timeout", type=float, help="stop following after this many seconds (exit 5)")
     p.add_argument("--json", action="store_true", help="the result as JSON on stdout")
     p.set_defaults(func=cmd_run)

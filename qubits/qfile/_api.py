@@ -24,6 +24,7 @@ import jobspaces
 from .. import _layout as layout
 from .._bundle import pack
 from .._client import Client, Job, JobStatus, connect
+from .._events import JobEvents, TaskEvent
 from .._local import LocalAgents
 from .._records import JobSpec
 from ..errors import QubitsError, UsageError
@@ -195,10 +196,12 @@ def make(
     force: bool = False,
     on_progress: Callable[[JobStatus, float], None] | None = None,
     poll: float = 0.5,
+    on_event: Callable[[TaskEvent], None] | None = None,
 ) -> MakeResult:
     """Make ``targets`` here: submit them to the project's jobspace (the embedded default is a
     directory in the project), start ``agents`` agents as subprocesses, wait, and say where the
-    results are. Redoes nothing already done (see the module's docstring)."""
+    results are. Redoes nothing already done (see the module's docstring). ``on_event`` is called with
+    each claim, wait, release, commit and agent as it happens (``make -v``; see ``Job.events``)."""
     started = time.monotonic()
     qf, config = _load(project, qfile, profile)
     wanted = qf.targets_default(targets)
@@ -242,9 +245,13 @@ def make(
             else None
         )
         logs = fleet.logs if fleet else []
+        watcher = JobEvents(client, job.id) if on_event is not None else None
         try:
             while True:
                 status = job.status(rows=0)
+                if watcher is not None and on_event is not None:
+                    for event in watcher.poll():
+                        on_event(event)
                 if on_progress is not None:
                     on_progress(status, time.monotonic() - started)
                 if status.finished:

@@ -95,7 +95,7 @@ def test_an_idle_agent_wakes_on_submit_and_nodes_shows_it(local_url: str, tmp_pa
         (node,) = nodes
         assert node["name"] == "idler" and node["capabilities"] == ["gpu"] and node["live"]
         table = run_cli("nodes", "--jobspace", local_url)
-        assert "idler" in table.stderr and "live" in table.stderr
+        assert "idler" in table.stdout and "live" in table.stdout, "tables go to stdout (issue 19)"
     finally:
         agent.stop()
     (node,) = json.loads(run_cli("nodes", "--json", "--jobspace", local_url).stdout)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -95,9 +96,15 @@ def test_run_makes_a_pipeline_on_two_ssh_nodes_and_reports_the_unreachable_one(s
     proj = project(tmp_path / "proj", sshd, TWO_HALVES, nodes=NODES)
     meet = tmp_path / "meet"
     meet.mkdir()
-    res = run_cli("run", "-C", str(proj), "--ttl", "2", "--idle", "5", "--env", "MEET", env={"MEET": str(meet)}, timeout=180)
+    res = run_cli("run", "-C", str(proj), "-v", "--ttl", "2", "--idle", "5", "--env", "MEET", env={"MEET": str(meet)}, timeout=180)
     assert res.returncode == 0, res.stderr
     job_id = res.stdout.split()[0]
+    # -v: slow motion, from the jobspace: the agents as they appear, each claim and commit with its node.
+    events = [line.split("s ", 1)[1] for line in res.stderr.splitlines() if re.match(r"\s*\d+\.\ds (node|claim|wait|commit) ", line)]
+    assert any(e.startswith(f"node     n1-{job_id}: live") for e in events), res.stderr
+    for half in ("half-a", "half-b"):
+        assert any(e.startswith(f"claim    {half} on ") and "attempt 1 of 3" in e for e in events), res.stderr
+        assert any(e.startswith(f"commit   {half} on ") and ": succeeded in " in e for e in events), res.stderr
     # The dead node is reported, named, and skipped; the two live ones did the work.
     assert "skipped dead" in res.stderr and "unreachable" in res.stderr and "Connection refused" in res.stderr
     assert "started n1" in res.stderr and "started 127.0.0.1-" in res.stderr

@@ -200,7 +200,8 @@ def test_nodes_shows_states_running_tasks_and_flags_version_skew(local_url: str)
         jobspaces.run_sync(client.aio.put(f"nodes/{info.name}.json", info.to_json()))
     res = run_cli("nodes", "-j", local_url, env={"COLUMNS": "160"})
     assert res.returncode == 0, res.stderr
-    rows = {line.split("│")[1].strip(): line for line in res.stderr.splitlines() if line.count("│") > 3}
+    lines = res.stdout.splitlines()  # the table on stdout (issue 19), its rows after the header's rule
+    rows = {line.split()[0]: line for line in lines[[i for i, line in enumerate(lines) if line.startswith("─")][0] + 1:] if line.strip()}
     assert set(rows) == {"busy", "resting", "old"}, "stopped agents are hidden unless --all"
     assert "live" in rows["busy"] and "2/4 render-1, render-2" in rows["busy"] and "gpu" in rows["busy"]
     assert "paused until" in rows["resting"]
