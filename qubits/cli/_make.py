@@ -12,7 +12,7 @@ from rich.text import Text
 
 from qubits import JobStatus, connect
 from qubits.errors import UsageError
-from qubits.qfile import find_qfile, load_qfile, make, plan, project_jobspace, timeline_html
+from qubits.qfile import explain, find_qfile, load_qfile, make, plan, project_jobspace, timeline_html
 
 from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_jobspace_option
 from ._common import console, fail, print_json
@@ -69,6 +69,11 @@ def _progress_line(status: JobStatus, elapsed: float) -> Text:
 
 
 def cmd_make(args: argparse.Namespace) -> int:
+    if args.why:
+        for line in explain(args.why, project=args.directory, profile=args.profile, qfile=args.qfile,
+                            force=args.always, force_targets=args.force):
+            print(line)
+        return EXIT_OK
     live = Live(Text("starting…"), console=console, refresh_per_second=4, transient=True) if not args.json else None
 
     def progress(status: JobStatus, elapsed: float) -> None:
@@ -86,6 +91,7 @@ def cmd_make(args: argparse.Namespace) -> int:
             agents=args.agents,
             capabilities=args.capability,
             force=args.always,
+            force_targets=args.force,
             on_progress=progress,
         )
     except KeyboardInterrupt as exc:
@@ -171,6 +177,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--agents", "-n", type=int, help="agents to start here (default: conf.agents, or 2-4 by CPUs; 0: use running agents)")
     p.add_argument("--capability", "-c", action="append", default=[], metavar="CAP", help="a capability of the agents started here (repeatable)")
     p.add_argument("-B", "--always", action="store_true", help="make everything again: reuse no earlier job")
+    p.add_argument("--force", action="append", default=[], metavar="TARGET",
+                   help="make TARGET again, and what depends on it (repeatable)")
+    p.add_argument("--why", metavar="TARGET", help="say why TARGET would run or be reused (by its identity), and make nothing")
     p.add_argument("--json", action="store_true", help="the result as JSON on stdout")
     p.set_defaults(func=cmd_make)
 
