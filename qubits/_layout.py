@@ -24,6 +24,7 @@
     nodes/{node}.json                      agent presence
     targets/{identity}.json                a Qfile target made: the run whose outputs any job may reuse
     targets/last/{task}.json               the identity a target was last made with (for `make --why`)
+    targets/jobs/{job}.json                the index entries of the targets one job made (read at once by planning)
     code/{sha256}.tar.gz                   content-addressed code bundles
     data/{sha256}                          content-addressed dataset chunks and batch input files
     wake                                   rewritten on submit; idle agents watch its ETag
@@ -140,6 +141,13 @@ def node(name: str) -> str:
 
 def target_index(identity: str) -> str:
     return f"targets/{identity}.json"
+
+
+def target_manifest(job: str) -> str:
+    return f"targets/jobs/{job}.json"
+
+
+TARGET_MANIFESTS = "targets/jobs/"
 
 
 def target_last(task: str) -> str:

@@ -289,14 +289,6 @@ def make(
     earlier = [] if force or forced else _earlier(client, digest, profile)
     job: Job | None = None
     submitted = False
-    fresh: dict[str, list[Any]] = {}
-    if not force:
-        verdicts = assess(qf, config, nodes, js)
-        fresh = _hints(nodes, wanted, verdicts, set(forced))
-        if not earlier and all(t in fresh for t in wanted):
-            # Every target asked for is made already (by identity): nothing to submit.
-            first = Job(client, fresh[wanted[0]][0])
-            return MakeResult(first, first.status(rows=0), False, outputs(first, wanted, fresh), time.monotonic() - started)
     for spec in earlier:
         if list(spec.config.get("targets") or []) == wanted:
             candidate = Job(client, spec.id)
@@ -305,6 +297,13 @@ def make(
                 job = candidate  # resume it, or nothing to do
             break
     if job is None:
+        fresh: dict[str, list[Any]] = {}
+        if not force:
+            fresh = _hints(nodes, wanted, assess(qf, config, nodes, js), set(forced))
+            if all(t in fresh for t in wanted):
+                # Every target asked for is made already (by identity): nothing to submit.
+                first = Job(client, fresh[wanted[0]][0])
+                return MakeResult(first, first.status(rows=0), False, outputs(first, wanted, fresh), time.monotonic() - started)
         job = _submit(client, qf, wanted, profile, digest, earlier, fresh=fresh, force=True if force else forced)
         submitted = True
     status = job.status(rows=0)

@@ -166,6 +166,7 @@ class Identities:
         self._patterns = bundle_patterns(self.project, [str(g) for g in config.get("ignore") or ()])
         self._rules: dict[int, CodeWalk] = {}
         self._files: dict[str, str | None] = {}
+        self._cache: dict[tuple[str, int], Any] = {}
 
     def walk(self, rule: Rule) -> CodeWalk:
         cached = self._rules.get(id(rule))
@@ -209,9 +210,7 @@ class Identities:
                 digest = self.file_digest(rel)
                 if digest is not None:
                     out[rel] = digest
-        for text in sorted(self.walk(rule).strings):
-            if "/" not in text and "." not in text:
-                continue  # a file name has a dot or a folder; this keeps most strings off the disk
+        for text in self._named(rule):
             if "{" in text:
                 text = rule.format(text, match.target, match.groups, match.named)
             digest = self.file_digest(text)
@@ -219,15 +218,30 @@ class Identities:
                 out[text] = digest
         return out
 
+    def _named(self, rule: Rule) -> list[str]:
+        """The strings of ``rule``'s code that may name a file (a dot or a folder in them)."""
+        key = ("named", id(rule))
+        if key not in self._cache:
+            self._cache[key] = sorted(t for t in self.walk(rule).strings if "/" in t or "." in t)
+        return list(self._cache[key])
+
+    def _config(self, rule: Rule) -> dict[str, str]:
+        """The digest of the value of each config key ``rule``'s code names."""
+        key = ("config", id(rule))
+        if key not in self._cache:
+            walk = self.walk(rule)
+            mentioned = walk.strings | walk.names
+            self._cache[key] = {
+                k: _sha(json.dumps(v, sort_keys=True, default=_stable).encode())
+                for k, v in sorted(self.config.items())
+                if k in mentioned and k not in _NO_CONFIG
+            }
+        return dict(self._cache[key])
+
     def components(self, match: Match, deps: dict[str, str]) -> dict[str, Any]:
         """What the identity of ``match`` is made of; ``deps``: output digest of each dependency."""
         walk = self.walk(match.rule)
-        mentioned = walk.strings | walk.names
-        config = {
-            k: _sha(json.dumps(v, sort_keys=True, default=_stable).encode())
-            for k, v in sorted(self.config.items())
-            if k in mentioned and k not in _NO_CONFIG
-        }
+        config = self._config(match.rule)
         return {
             "v": VERSION,
             "py": f"{sys.version_info[0]}.{sys.version_info[1]}",

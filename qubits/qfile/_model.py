@@ -187,15 +187,14 @@ class Match:
         if value is None:
             return []
         items = [value] if isinstance(value, str) else list(value)
-        out: list[str] = []
+        out: dict[str, None] = {}  # ordered, and a set: a target may have thousands of dependencies
         for item in items:
             if not isinstance(item, str) or not item:
                 raise UsageError(f"{self.rule.where}: dependencies of {self.target!r} must be names, got {item!r}")
             if not callable(spec) and "{" in item:
                 item = self.rule.format(item, self.target, self.groups, self.named)
-            if item not in out:
-                out.append(item)
-        return out
+            out[item] = None
+        return list(out)
 
 
 class Qfile:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.acceptance.test_qfile import ledger, project
 from tests.agents import run_cli
 
@@ -138,3 +140,31 @@ def test_force_remakes_a_target_and_its_dependents_and_B_everything(tmp_path: Pa
     assert ledger(tmp_path / "ledger") == base + base + Counter({"clean": 1, "loud": 1, "report": 1})
     bad = run_cli("make", "-C", str(folder), "--force", "nope", env=env)
     assert bad.returncode == 2 and "--force nope" in bad.stderr
+
+
+def _tree_qfile(salt: dict[int, str]) -> str:
+    """200 targets: 160 leaves (one rule each), 32 mids of 5 leaves, 7 tops of up to 5 mids, default."""
+    lines = []
+    for i in range(160):
+        lines += [f'@rule("leaf-{i}")', f"def leaf_{i}(ctx):", "    note(ctx)", f'    ctx.out("v").write_text("{i}{salt.get(i, "")}")', ""]
+    lines += ['@rule(r"mid-(\\d+)", deps=lambda ctx, j: [f"leaf-{5 * int(j) + k}" for k in range(5)])',
+              "def mid(ctx, j):", "    note(ctx)", '    ctx.out("v").write_text(",".join(ctx.input(d, "v").read_text() for d in ctx.deps))', "",
+              '@rule(r"top-(\\d+)", deps=lambda ctx, j: [f"mid-{m}" for m in range(5 * int(j), min(32, 5 * int(j) + 5))])',
+              "def top(ctx, j):", "    note(ctx)", '    ctx.out("v").write_text(";".join(ctx.input(d, "v").read_text() for d in ctx.deps))', "",
+              'rule("default", deps=[f"top-{t}" for t in range(7)])']
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.slow
+def test_exact_remake_of_one_leaf_in_a_pipeline_of_200_targets(tmp_path: Path) -> None:
+    folder = project(tmp_path / "tree", _tree_qfile({}))
+    env = {"LEDGER": str(tmp_path / "ledger")}
+    done = run_cli("make", "-C", str(folder), "--agents", "4", env=env, timeout=900)
+    assert done.returncode == 0, done.stderr
+    first = ledger(tmp_path / "ledger")
+    assert sum(first.values()) == 199 and set(first.values()) == {1}  # every target but default (no recipe)
+    (folder / "Qfile").write_text(project(tmp_path / "tree2", _tree_qfile({17: "x"})).joinpath("Qfile").read_text())
+    done = run_cli("make", "-C", str(folder), "--agents", "4", env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    # Exactly the leaf and its ancestors (leaf-17 -> mid-3 -> top-0; default has no recipe).
+    assert ledger(tmp_path / "ledger") - first == Counter({"leaf-17": 1, "mid-3": 1, "top-0": 1})
