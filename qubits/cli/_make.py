@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import sys
 from pathlib import Path
@@ -10,9 +11,10 @@ from pathlib import Path
 from rich.live import Live
 from rich.text import Text
 
-from qubits import JobStatus, connect
+from qubits import Job, JobStatus, connect
 from qubits.errors import UsageError
 from qubits.qfile import explain, find_qfile, load_qfile, make, plan, project_jobspace, timeline_html
+from qubits.qfile._dagview import Picture, dag_html, dot_text
 
 from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_jobspace_option
 from ._common import console, fail, print_json
@@ -46,9 +48,31 @@ def cmd_conf(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _job_of(args: argparse.Namespace, url: str | None = None) -> Job:
+    """The job ``args.job`` names (``last``: the newest) in ``url`` or the project's jobspace."""
+    if not url:
+        try:
+            url = project_jobspace(args.directory, args.profile, args.qfile)
+        except UsageError:
+            raise UsageError("no jobspace: pass --jobspace URL, set QUBITS_JOBSPACE, or run in a project with a Qfile") from None
+    client = connect(url)
+    return client.last() if args.job in (None, "last") else client.job(args.job)
+
+
 def cmd_qubits(args: argparse.Namespace) -> int:
     qf = load_qfile(find_qfile(args.directory, args.qfile), args.profile)
     nodes = plan(qf, args.targets, args.profile)
+    if args.dot or args.html:
+        picture = Picture()
+        picture.add_plan(nodes)
+        if args.job:
+            picture.add_job(_job_of(args))
+        if args.dot:
+            sys.stdout.write(dot_text(picture))
+        if args.html:
+            Path(args.html).write_text(dag_html(picture), encoding="utf-8")
+            console.print(f"wrote {args.html} ({len(picture.states)} targets)")
+        return EXIT_OK
     if args.json:
         print_json([n.to_dict() for n in nodes])
         return EXIT_OK
@@ -142,20 +166,20 @@ def cmd_make(args: argparse.Namespace) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    url = args.jobspace
-    if not url:
-        try:
-            url = project_jobspace(args.directory, args.profile, args.qfile)
-        except UsageError:
-            raise UsageError("no jobspace: pass --jobspace URL, set QUBITS_JOBSPACE, or run in a project with a Qfile") from None
-    client = connect(url)
-    job = client.last() if args.job in (None, "last") else client.job(args.job)
-    page = timeline_html(job)
+    job = _job_of(args, args.jobspace)
     if args.output == "-":
-        sys.stdout.write(page)
-    else:
-        Path(args.output).write_text(page, encoding="utf-8")
-        console.print(f"wrote {args.output} (job {job.id})")
+        sys.stdout.write(timeline_html(job))
+        return EXIT_OK
+    out = Path(args.output)
+    graph = ""
+    if job.spec().kind == "qfile":  # its graph, next to it, linked from it
+        picture = Picture()
+        picture.add_job(job)
+        dag = out.with_name(out.stem + ".graph.html")
+        dag.write_text(dag_html(picture, links=f'<a href="{html.escape(out.name)}">its timeline</a>'), encoding="utf-8")
+        graph = dag.name
+    out.write_text(timeline_html(job, graph=graph), encoding="utf-8")
+    console.print(f"wrote {args.output} (job {job.id})" + (f" and its graph {out.with_name(graph)}" if graph else ""))
     return EXIT_OK
 
 
@@ -169,6 +193,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _project_options(p)
     p.add_argument("targets", nargs="*", help="targets (default: default)")
     p.add_argument("--json", action="store_true", help="JSON on stdout")
+    p.add_argument("--dot", action="store_true", help="the graph as Graphviz DOT on stdout")
+    p.add_argument("--html", metavar="FILE.html", help="draw the graph in a self-contained page")
+    p.add_argument("--job", metavar="JOB", help="with --dot/--html: grow the graph with what JOB (or 'last') found as it ran, coloured by state")
     p.set_defaults(func=cmd_qubits)
 
     p = sub.add_parser("make", help="make TARGETS here: a jobspace in the project, agents started for you")

@@ -1,10 +1,15 @@
 """Per-target freshness by content, with `qubits make` and its agents as real processes: editing one
 recipe remakes its targets and their dependents only, a comment edit remakes nothing, an input file a
-recipe names remakes its target, early cutoff stops a cascade, `--force` and `--why`. Runs are counted
-from a ledger outside the jobspace."""
+recipe names remakes its target, early cutoff stops a cascade, `--force` and `--why`; exactly one leaf
+and its ancestors in a pipeline of 200. Runs are counted from a ledger outside the jobspace. And the
+picture of the graph, grown with what a job found, rendered in Chromium."""
 
 from __future__ import annotations
 
+import shutil
+import struct
+import subprocess
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -168,3 +173,86 @@ def test_exact_remake_of_one_leaf_in_a_pipeline_of_200_targets(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     # Exactly the leaf and its ancestors (leaf-17 -> mid-3 -> top-0; default has no recipe).
     assert ledger(tmp_path / "ledger") - first == Counter({"leaf-17": 1, "mid-3": 1, "top-0": 1})
+
+
+# -- the picture of the graph ----------------------------------------------------------------------------
+GROWING = '''
+@rule("seed")
+def seed(ctx):
+    ctx.out("list").write_text("p-1 p-2 p-3")
+
+@rule(r"p-(\\d)")
+def part(ctx, n):
+    ctx.out("v").write_text(n)
+
+rule("all", deps=lambda ctx: ctx.input("seed", "list").read_text().split())
+'''
+
+
+def test_the_graph_picture_grows_with_what_the_job_finds_and_renders_in_a_browser(tmp_path: Path) -> None:
+    folder = project(tmp_path / "grow", GROWING)
+    before = run_cli("qubits", "all", "-C", str(folder), "--dot")
+    assert before.returncode == 0, before.stderr
+    assert '"seed" -> "all";' in before.stdout and '"all" [label="all +"' in before.stdout and "p-1" not in before.stdout
+    assert run_cli("make", "all", "-C", str(folder), "--agents", "2").returncode == 0
+    after = run_cli("qubits", "all", "-C", str(folder), "--dot", "--job", "last")
+    for n in (1, 2, 3):
+        assert f'"p-{n}" -> "all";' in after.stdout  # found on the node, drawn now
+    page = tmp_path / "graph.html"
+    assert run_cli("qubits", "all", "-C", str(folder), "--html", str(page), "--job", "last").returncode == 0
+    assert page.read_text().count('class="node succeeded"') == 5
+    timeline = tmp_path / "timeline.html"
+    done = run_cli("timeline", "-C", str(folder), "-o", str(timeline))
+    assert done.returncode == 0, done.stderr
+    assert 'href="timeline.graph.html"' in timeline.read_text()
+    linked = tmp_path / "timeline.graph.html"
+    assert linked.read_text().count('class="node succeeded"') == 5
+    pixels = _screenshot(linked, tmp_path / "graph.png")
+    assert pixels[(0x2E, 0x9E, 0x44)] > 5 * 1000  # five green boxes of 170 x 24 (less their labels)
+
+
+def _screenshot(page: Path, png: Path) -> Counter[tuple[int, int, int]]:
+    """Render ``page`` in headless Chromium; how many pixels of each colour the screenshot has."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium): the graph was not rendered")
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,600",
+                    f"--screenshot={png}", page.as_uri()], capture_output=True, timeout=120, check=True)
+    return _pixels(png.read_bytes())
+
+
+def _pixels(data: bytes) -> Counter[tuple[int, int, int]]:
+    """Decode an 8-bit RGB or RGBA PNG (what Chromium writes) into colour counts."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width, height, kind = 8, b"", 0, 0, 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if tag == b"IHDR":
+            width, height, depth, kind = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and kind in (2, 6)
+        elif tag == b"IDAT":
+            idat += body
+        pos += 12 + length
+    bpp = 4 if kind == 6 else 3
+    raw, stride = zlib.decompress(idat), width * bpp
+    prev, counts, i = bytearray(stride), Counter[tuple[int, int, int]](), 0
+    for _ in range(height):
+        ftype, line = raw[i], bytearray(raw[i + 1 : i + 1 + stride])
+        i += 1 + stride
+        for x in range(stride):
+            a = line[x - bpp] if x >= bpp else 0
+            b, c = prev[x], prev[x - bpp] if x >= bpp else 0
+            if ftype == 1:
+                line[x] = (line[x] + a) & 0xFF
+            elif ftype == 2:
+                line[x] = (line[x] + b) & 0xFF
+            elif ftype == 3:
+                line[x] = (line[x] + (a + b) // 2) & 0xFF
+            elif ftype == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+        counts.update(tuple(line[x : x + 3]) for x in range(0, stride, bpp))  # type: ignore[misc]
+        prev = line
+    return counts
