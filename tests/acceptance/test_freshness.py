@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import qubits
 from tests.acceptance.test_qfile import ledger, project
 from tests.agents import run_cli
 
@@ -256,3 +257,21 @@ def _pixels(data: bytes) -> Counter[tuple[int, int, int]]:
         counts.update(tuple(line[x : x + 3]) for x in range(0, stride, bpp))  # type: ignore[misc]
         prev = line
     return counts
+
+
+def test_targets_found_on_the_node_are_reused_there_by_identity(tmp_path: Path) -> None:
+    folder = project(tmp_path / "dynamic", GROWING.replace('ctx.out("v").write_text(n)', 'note(ctx); ctx.out("v").write_text(n)'))
+    env = {"LEDGER": str(tmp_path / "ledger")}
+    _make(folder, env, "all")
+    assert ledger(tmp_path / "ledger") == Counter({"p-1": 1, "p-2": 1, "p-3": 1})
+    # A new bundle (a comment): the client cannot know all's dependencies, so a job runs; its nodes
+    # find p-1..p-3 made by their identities and run no recipe.
+    _edit(folder, "@rule(\"seed\")", "# a comment\n@rule(\"seed\")")
+    out = _make(folder, env, "all")
+    assert "nothing to do" not in out and ledger(tmp_path / "ledger") == Counter({"p-1": 1, "p-2": 1, "p-3": 1})
+    job = qubits.connect(f"file://{folder / '.qubits' / 'jobspace'}").last()
+    assert {"p-1", "p-2", "p-3"} <= set(job.results())  # they were tasks of the new job, reused on the node
+    _edit(folder, "note(ctx); ", "note(ctx);  ")  # whitespace: the same code
+    _edit(folder, 'write_text(n)', 'write_text(n + "!")')
+    _make(folder, env, "all")
+    assert ledger(tmp_path / "ledger") == Counter({"p-1": 2, "p-2": 2, "p-3": 2})

@@ -7,8 +7,15 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import jobspaces
+import qubits
+from qubits import TaskSpec
+from qubits import _layout as layout
+from qubits._gc import collect
+from qubits._records import Done
 from qubits.qfile import load_qfile
 from qubits.qfile._fresh import Identities, explain, identity_of, output_digest
+from qubits.qfile._index import lookup, record, write_manifest
 
 BASE = '''
 from qubits.qfile import conf, rule
@@ -100,3 +107,25 @@ def test_output_digest_is_by_names_and_bytes() -> None:
     assert a == output_digest([("y", b"2"), ("x", b"1")], {"d": "other"})
     assert a != output_digest([("x", b"1"), ("y", b"3")], {})
     assert output_digest([], {"d": "1"}) != output_digest([], {"d": "2"})  # a target with no files passes its deps on
+
+
+def test_gc_removes_the_index_entries_of_a_removed_job_and_keeps_jobs_a_kept_job_reads(memory_url: str) -> None:
+    client = qubits.connect(memory_url)
+    js = jobspaces.SyncJobspace(client.aio)
+    old, hinted = client.submit_commands(["true"]), client.submit_commands(["true"])
+    for job in (old, hinted):
+        for tid in job.tasks():
+            js.put(layout.done(job.id, tid), Done(job.id, tid, "succeeded", 1).to_json())
+    a = record(js, {"target": "a", "identity": "i-a", "output": "o"}, (old.id, "a", 1))
+    b = record(js, {"target": "b", "identity": "i-b", "output": "o"}, (hinted.id, "b", 1))
+    b_too = record(js, {"target": "b", "identity": "i-b", "output": "o"}, (old.id, "b", 1))  # made twice: the first entry stays
+    assert a and b and b_too
+    write_manifest(js, old.id, [a, b_too])
+    write_manifest(js, hinted.id, [b])
+    # A job still running whose client found a target made by `hinted`: that job stays.
+    client.submit([TaskSpec(id="t1", command="true")], kind="qfile", config={"fresh": {"b": [hinted.id, "b", 1]}})
+    report = jobspaces.run_sync(collect(client.aio, 0))
+    assert {j.job for j in report.removed} == {old.id}
+    assert lookup(js, "i-a") is None and not js.exists(layout.target_manifest(old.id))
+    assert (lookup(js, "i-b") or {}).get("job") == hinted.id
+    assert {j.job: j.reason for j in report.kept}[hinted.id].startswith("reused by job")
