@@ -65,7 +65,7 @@ def record(js: SyncJobspace, made: dict[str, Any], run: tuple[str, str, int]) ->
         try:
             js.put(key, data, if_absent=True)
         except jobspaces.PreconditionFailed:
-            pass  # made by someone else too: the first stays
+            return entry  # indexed already (by another dependent, or made by someone else too: the first stays)
     components = made.get("components")
     if isinstance(components, dict) and made.get("target"):
         js.put(layout.target_last(target_task_id(str(made["target"]))), json.dumps(components).encode())
