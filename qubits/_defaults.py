@@ -53,3 +53,6 @@ LOOKUP_CONCURRENCY = 32
 TARGET_MANIFESTS_READ = 20
 """Manifests of the newest jobs (each: the identities of the targets it made) ``make`` reads whole
 before it looks identities up one by one."""
+
+GRAPH_REFRESH = 2.0
+"""Seconds between rewrites of ``make --graph``'s page while its job runs (and the page's reload interval)."""

@@ -14,7 +14,7 @@ from rich.text import Text
 from qubits import Job, JobStatus, connect
 from qubits.errors import UsageError
 from qubits.qfile import explain, find_qfile, load_qfile, make, plan, project_jobspace, timeline_html
-from qubits.qfile._dagview import Picture, dag_html, dot_text
+from qubits.qfile._dagview import LivePage, Picture, dag_html, dot_text
 
 from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_jobspace_option
 from ._common import console, fail, print_json
@@ -99,10 +99,13 @@ def cmd_make(args: argparse.Namespace) -> int:
             print(line)
         return EXIT_OK
     live = Live(Text("starting…"), console=console, refresh_per_second=4, transient=True) if not args.json else None
+    graph = LivePage(Path(args.graph), project_jobspace(args.directory, args.profile, args.qfile)) if args.graph else None
 
     def progress(status: JobStatus, elapsed: float) -> None:
         if live is not None:
             live.update(_progress_line(status, elapsed))
+        if graph is not None:
+            graph.update(status.job, status.finished)
 
     if live is not None:
         live.start()
@@ -127,6 +130,8 @@ def cmd_make(args: argparse.Namespace) -> int:
         if live is not None:
             live.stop()
     url = result.job.client.url
+    if graph is not None:
+        graph.update(result.job.id, True)
     if args.json:
         print_json({"job": result.job.id, "jobspace": url, "ok": result.ok, "submitted": result.submitted,
                     "elapsed": round(result.elapsed, 3), "status": result.status.to_dict(),
@@ -206,6 +211,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-B", "--always", action="store_true", help="make everything again: reuse no earlier job")
     p.add_argument("--force", action="append", default=[], metavar="TARGET",
                    help="make TARGET again, and what depends on it (repeatable)")
+    p.add_argument("--graph", metavar="FILE.html",
+                   help="keep a picture of the job's graph in FILE.html while it runs (it grows as dependencies are found; the page reloads itself)")
     p.add_argument("--why", metavar="TARGET", help="say why TARGET would run or be reused (by its identity), and make nothing")
     p.add_argument("--json", action="store_true", help="the result as JSON on stdout")
     p.set_defaults(func=cmd_make)

@@ -8,11 +8,15 @@ fetched), laid out in columns by depth (a target one column right of its deepest
 from __future__ import annotations
 
 import html
+import os
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import jobspaces
 
-from .._client import Job
+from .._client import Client, Job, connect
+from .._defaults import GRAPH_REFRESH
 from .._records import Lease, LeaseState
 from ._graph import Node
 from ._tasks import ROOT, target_of
@@ -160,7 +164,35 @@ svg.dag text { font-size: 11px; fill: #111; }
 """
 
 
-def dag_html(p: Picture, *, links: str = "") -> str:
+def write_page(path: Path, job: Job, *, refresh: float | None = None) -> None:
+    """Write the page of ``job``'s graph to ``path`` (atomically: a browser reloading it never sees half
+    a page); ``refresh``: seconds after which the browser reloads it (while the job runs)."""
+    picture = Picture()
+    picture.add_job(job)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(dag_html(picture, refresh=refresh), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class LivePage:
+    """``make --graph``: the page of a job's graph, rewritten every GRAPH_REFRESH seconds while the
+    job runs (it grows as dependencies are found, and reloads itself), and once more at the end."""
+
+    def __init__(self, path: Path, url: str) -> None:
+        self.path = path
+        self.url = url
+        self._client: Client | None = None
+        self._last = 0.0
+
+    def update(self, job: str, finished: bool) -> None:
+        if not finished and time.monotonic() - self._last < GRAPH_REFRESH:
+            return
+        self._client = self._client or connect(self.url)
+        write_page(self.path, Job(self._client, job), refresh=None if finished else GRAPH_REFRESH)
+        self._last = time.monotonic()
+
+
+def dag_html(p: Picture, *, links: str = "", refresh: float | None = None) -> str:
     """The self-contained page of the picture."""
     counts: dict[str, int] = {}
     for s in p.states.values():
@@ -169,7 +201,8 @@ def dag_html(p: Picture, *, links: str = "") -> str:
     legend = "".join(f'<span><i style="background:{c}"></i>{k}</span>' for k, c in STATES.items() if k in counts)
     note = " A target marked + decides its dependencies on the node: the picture grows as the job finds them." if p.dynamic else ""
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>qubits graph {html.escape(p.title)}</title>
+<html lang="en"><head><meta charset="utf-8">{f'<meta http-equiv="refresh" content="{refresh:g}">' if refresh else ""}
+<title>qubits graph {html.escape(p.title)}</title>
 <style>{_CSS}</style></head><body>
 <h1>Graph <small>{html.escape(p.title)}</small></h1>
 <div class="meta">{len(p.states)} targets ({html.escape(summary)}), {len(p.edges)} dependencies.{note} {links}</div>

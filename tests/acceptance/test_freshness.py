@@ -6,9 +6,12 @@ picture of the graph, grown with what a job found, rendered in Chromium."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
+import sys
+import time
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -162,6 +165,7 @@ def _tree_qfile(salt: dict[int, str]) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 240 task processes (a target that finds its dependencies runs twice) on 2 cores
 def test_exact_remake_of_one_leaf_in_a_pipeline_of_200_targets(tmp_path: Path) -> None:
     folder = project(tmp_path / "tree", _tree_qfile({}))
     env = {"LEDGER": str(tmp_path / "ledger")}
@@ -275,3 +279,31 @@ def test_targets_found_on_the_node_are_reused_there_by_identity(tmp_path: Path) 
     _edit(folder, 'write_text(n)', 'write_text(n + "!")')
     _make(folder, env, "all")
     assert ledger(tmp_path / "ledger") == Counter({"p-1": 2, "p-2": 2, "p-3": 2})
+
+
+def test_make_graph_keeps_a_page_that_grows_while_the_job_runs(tmp_path: Path) -> None:
+    gate = tmp_path / "go"
+    folder = project(tmp_path / "live", GROWING.replace('ctx.out("v").write_text(n)', f'''
+    while not Path({str(gate)!r}).exists():
+        time.sleep(0.05)
+    ctx.out("v").write_text(n)'''))
+    page = tmp_path / "graph.html"
+    proc = subprocess.Popen([sys.executable, "-m", "qubits.cli", "make", "all", "-C", str(folder), "--agents", "2", "--graph", str(page)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (page.exists() and "p-3" in page.read_text()):  # found on a node while the job runs
+            assert time.monotonic() < deadline and proc.poll() is None, "the page never showed the targets found at run time"
+            time.sleep(0.2)
+        running = page.read_text()
+        assert 'http-equiv="refresh"' in running  # the browser reloads it while the job runs
+        states = dict(re.findall(r"<title>([\w-]+) · (\w+)</title>", running))
+        assert states["seed"] == "succeeded" and {states[f"p-{n}"] for n in (1, 2, 3)} <= {"planned", "running"}
+        gate.write_text("")
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    final = page.read_text()
+    assert 'http-equiv="refresh"' not in final and final.count('class="node succeeded"') == 5
