@@ -271,7 +271,8 @@ def make(
     count = agents if agents is not None else int(config.get("agents") or max(2, min(4, os.cpu_count() or 2)))
     if count > 0:
         have = set(capabilities)
-        for node in nodes:
+        one_per_rule = {id(n.match.rule) if n.match else n.target: n for n in reversed(nodes)}  # requires are per rule
+        for node in reversed(one_per_rule.values()):
             lacking = set(target_spec(qf, config, node.target).requires) - have
             if lacking:
                 raise UsageError(

@@ -134,7 +134,7 @@ class CodeWalk:
                 self.function(value)
         elif isinstance(value, type):
             module = sys.modules.get(value.__module__)
-            if module is not None and self._mine(getattr(module, "__file__", None)) or value.__module__ == "Qfile":
+            if value.__module__ == "Qfile" or (module is not None and self._mine(getattr(module, "__file__", None))):
                 self._seen.add(id(value))
                 self._feed("class", name)
                 for attr, member in sorted(vars(value).items()):
