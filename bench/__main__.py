@@ -21,7 +21,7 @@ from ._plan import Plan, plan_for
 from ._stores import STORES, Store, open_store
 from ._util import BenchError, machine
 
-SCENARIOS = ("floor", "claim", "throughput", "idle", "takeover", "memory", "peers", "sim")
+SCENARIOS = ("floor", "claim", "throughput", "idle", "takeover", "memory", "peers", "sim", "plan")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -153,6 +153,13 @@ def _memory(run: Run) -> dict[str, Any]:
     return {"stores": rows, "method": memory.__doc__}
 
 
+def _plan_cost(run: Run) -> dict[str, Any]:
+    """A no-op ``make`` of a Qfile with plan_targets targets, all made, on a local directory."""
+    from . import plan
+
+    return plan.run(targets=run.plan.plan_targets)
+
+
 def _peers(run: Run) -> dict[str, Any]:
     from . import peers
 
@@ -173,7 +180,7 @@ def _sim(run: Run) -> dict[str, Any]:
 
 
 RUNNERS = {"floor": _floor, "claim": _claim, "throughput": _throughput, "idle": _idle, "takeover": _takeover,
-           "memory": _memory, "peers": _peers, "sim": _sim}
+           "memory": _memory, "peers": _peers, "sim": _sim, "plan": _plan_cost}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,8 @@ class Plan:
     """Stores the claim scenario runs on (None: every store of the run)."""
     claim_agents_by_store: dict[str, list[int]] = field(default_factory=dict)
     """Agent counts for one store instead of ``claim_agents``."""
+    plan_targets: int = 10_000
+    """Targets of the Qfile whose no-op ``make`` the plan scenario times."""
 
     def claim_for(self, store: str) -> dict[str, Any]:
         return {"agents": self.claim_agents_by_store.get(store, self.claim_agents), "queues": self.claim_queues.get(store, self.claim_queues["default"]),
@@ -46,7 +48,7 @@ class Plan:
         return self.throughput_tasks.get(store, self.throughput_tasks["default"])
 
 
-ALL = ["floor", "claim", "throughput", "idle", "takeover", "memory", "peers"]
+ALL = ["floor", "claim", "throughput", "idle", "takeover", "memory", "peers", "plan"]
 
 FULL = Plan(
     name="full",
@@ -100,6 +102,7 @@ QUICK = Plan(
     memory_stores=["local"],
     memory_submit=2000,
     peers={"redis_tasks": 200, "s3_tasks": 100, "workers": 2, "reps": 1, "latency_tries": 5, "kill": False},
+    plan_targets=2_000,
 )
 
 TINY = Plan(
@@ -123,6 +126,7 @@ TINY = Plan(
     memory_stores=["local"],
     memory_submit=500,
     peers=QUICK.peers,
+    plan_targets=200,
     claim_stores=["memory"],
 )
 

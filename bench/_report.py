@@ -111,6 +111,12 @@ def peers_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def plan_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["targets", "store", "no-op make s (median, all; CPU)", "after a comment edit s (median, all; CPU)", "seeding s", "load avg"]
+    cells = [f"{r['median']} ({', '.join(map(str, r['all']))}; CPU {r['cpu_median']})" for r in (res["noop_make_s"], res["after_comment_edit_s"])]
+    return head, [[_f(res["targets"]), res["store"], *cells, _f(res["seed_s"]), _f(res.get("loadavg"), 2)]]
+
+
 TABLES = {
     "floor": ("Floor: one request of each kind", floor_rows),
     "claim": ("Claim latency (ask for work -> hold a lease)", claim_rows),
@@ -120,6 +126,7 @@ TABLES = {
     "takeover": ("Takeover after kill -9 of the holder", takeover_rows),
     "memory": ("Resident memory", memory_rows),
     "peers": ("Peers, same workload, same machine, same run", peers_rows),
+    "plan": ("Planning a no-op make (Qfile targets all made; local directory)", plan_rows),
 }
 
 

@@ -17,6 +17,7 @@ from qubits import _layout as layout
 from qubits._bundle import extract
 from qubits._dag import Dag
 from qubits._defaults import INLINE_RESULT_MAX, LOG_FLUSH
+from qubits._ids import XREF
 from qubits._logs import Frame, split
 from qubits._protocol import Claim
 from qubits._records import JobSpec, Lease, Outcome
@@ -113,6 +114,11 @@ class Executor:
 
     async def run(self, claim: Claim) -> Result:
         agent = self.agent
+        others = [d for d in claim.spec.deps if d.startswith(XREF)]
+        if others:  # tasks of other jobs: run once they succeeded (parked until then)
+            waited = await self.dag.await_others(claim, others)
+            if waited is not None:
+                return waited
         job = await agent.specs.job(claim.job)
         await agent.specs.verify(job)
         cwd = await self.prepare(job)

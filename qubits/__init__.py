@@ -13,9 +13,10 @@ agents that died. No broker, no scheduler, no database.
 __version__ = "0.1.0"
 
 from ._client import Client, Job, JobStatus, TaskState, connect
+from ._compose import gather
 from ._dataset import Dataset
 from ._futures import Future, RemoteTraceback, as_completed, reduce, wait
-from ._ids import task_id
+from ._ids import task_id, xref
 from ._local import LocalCluster, shutdown
 from ._map import Executor, Map, map, map_async, submit, submit_async
 from ._records import Done, JobSpec, Lease, LeaseState, NodeInfo, Outcome, TaskSpec
@@ -68,6 +69,7 @@ __all__ = [
     "__version__",
     "as_completed",
     "connect",
+    "gather",
     "make",
     "map",
     "map_async",
@@ -77,4 +79,5 @@ __all__ = [
     "submit_async",
     "task_id",
     "wait",
+    "xref",
 ]

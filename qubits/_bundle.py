@@ -35,7 +35,13 @@ def _gitignore(root: Path) -> list[str]:
     return out
 
 
-def _ignored(rel: str, patterns: Iterable[str]) -> bool:
+def bundle_patterns(root: Path, ignores: Iterable[str] = ()) -> list[str]:
+    """The globs ``pack`` leaves out of ``root``'s bundle: the defaults, .gitignore, ``ignores``."""
+    return [*DEFAULT_IGNORES, *_gitignore(root), *ignores]
+
+
+def ignored(rel: str, patterns: Iterable[str]) -> bool:
+    """Whether the project-relative path ``rel`` is left out by one of ``patterns``."""
     parts = rel.split("/")
     for pat in patterns:
         if fnmatch.fnmatch(rel, pat) or any(fnmatch.fnmatch(p, pat) for p in parts):
@@ -49,12 +55,12 @@ def pack(root: Path, ignores: Iterable[str] = ()) -> tuple[bytes, str]:
     Symbolic links that point outside ``root`` are refused rather than followed.
     """
     root = root.resolve()
-    patterns = [*DEFAULT_IGNORES, *_gitignore(root), *ignores]
+    patterns = bundle_patterns(root, ignores)
     files: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         rel_dir = "" if rel_dir == "." else rel_dir
-        dirnames[:] = sorted(d for d in dirnames if not _ignored(f"{rel_dir}/{d}".lstrip("/"), patterns))
+        dirnames[:] = sorted(d for d in dirnames if not ignored(f"{rel_dir}/{d}".lstrip("/"), patterns))
         for d in dirnames:
             link = Path(dirpath) / d
             if link.is_symlink():  # os.walk does not follow it; one that leads out is refused, not skipped
@@ -63,7 +69,7 @@ def pack(root: Path, ignores: Iterable[str] = ()) -> tuple[bytes, str]:
                     raise UnsafeArchive(f"{rel_dir}/{d} links outside the project ({os.readlink(link)}); remove it or ignore it".lstrip("/"))
         for name in sorted(filenames):
             rel = f"{rel_dir}/{name}".lstrip("/")
-            if not _ignored(rel, patterns):
+            if not ignored(rel, patterns):
                 files.append((rel, Path(dirpath) / name))
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import jobspaces
 
 from . import _layout as layout
+from ._ids import parse_xref, xref
 from ._protocol import Claim, LeaseLost, Protocol
 from ._records import Done, Lease, LeaseState, Outcome, TaskSpec
 from ._specs import Specs
@@ -59,7 +60,8 @@ class Dag:
         """('succeeded' | 'failed' | 'waiting', the deps not yet succeeded)."""
         pending, failed = [], []
         for dep in deps:
-            outcome = await self.outcome(job, dep)
+            other = parse_xref(dep)
+            outcome = await self.outcome(*other) if other else await self.outcome(job, dep)
             if outcome is None:
                 pending.append(dep)
             elif outcome != Outcome.SUCCEEDED.value:
@@ -70,7 +72,38 @@ class Dag:
 
     async def add_edges(self, job: str, task: str, deps: list[str]) -> None:
         for dep in deps:
-            await self.js.put(layout.wait_edge(job, dep, task), b"")
+            other = parse_xref(dep)
+            if other is None:
+                await self.js.put(layout.wait_edge(job, dep, task), b"")
+            else:  # under the other job, where its decider looks (if that job has edges at all)
+                await self.js.put(layout.wait_edge(other[0], other[1], xref(job, task)), b"")
+
+    async def causes(self, job: str, failed: list[str]) -> str:
+        """``dependency failed: …`` with each failed dependency's own error (the cause, passed on)."""
+        parts = []
+        for dep in failed:
+            other = parse_xref(dep) or (job, dep)
+            try:
+                done = Done.from_json((await self.js.get(layout.done(*other)))[0], layout.done(*other))
+                why = f"{done.outcome}: {done.error}" if done.error else done.outcome
+            except (jobspaces.NotFound, CorruptObject):
+                why = "failed"
+            name = f"{other[0]}/{other[1]}" if other[0] != job else other[1]
+            parts.append(f"{name} ({why})")
+        return f"dependency failed: {'; '.join(parts)}"[:2000]
+
+    async def await_others(self, claim: Claim, deps: list[str]) -> Result | None:
+        """Before running a task that depends on tasks of other jobs: None when they all succeeded;
+        else park it until they are decided, or decide it upstream-failed (with their errors)."""
+        from nodeagent._execute import Result
+
+        state, bad = await self.deps_state(claim.job, deps)
+        if state == "succeeded":
+            return None
+        if state == "failed":
+            return Result(Outcome.UPSTREAM_FAILED, await self.causes(claim.job, bad), final=True)
+        await self.park(claim, deps)
+        return Result(None)
 
     async def on_decided(self, job: str, task: str, outcome: str) -> None:
         """Release or fail every task waiting for ``task``."""
@@ -82,8 +115,9 @@ class Dag:
             return
         async for meta in self.js.list(layout.waits_prefix(job, task)):
             waiter = meta.key.rsplit("/", 1)[1]
+            wjob, waiter = parse_xref(waiter) or (job, waiter)
             try:
-                await self._check_waiter(job, waiter)
+                await self._check_waiter(wjob, waiter)
             except (CorruptObject, NotFoundError) as exc:
                 log.error("cannot release %s: %s", waiter, exc, extra={"action": "release", "job": job, "task": waiter})
 
@@ -127,9 +161,7 @@ class Dag:
 
     async def fail_upstream(self, job: str, task: str, failed: list[str]) -> None:
         """Decide ``task`` as upstream-failed and pass it on to its own waiters."""
-        if await self.proto.decide_without_lease(
-            job, task, Outcome.UPSTREAM_FAILED, f"dependency failed: {', '.join(failed)}"
-        ):
+        if await self.proto.decide_without_lease(job, task, Outcome.UPSTREAM_FAILED, await self._failure(job, failed)):
             log.info("upstream failed", extra={"action": "upstream_failed", "job": job, "task": task})
         await self.on_decided(job, task, Outcome.UPSTREAM_FAILED.value)
 
@@ -141,7 +173,7 @@ class Dag:
         claim = Claim(lease.job, lease.task, lease.chunk, spec, lease, etag)
         try:
             if state == "failed":
-                await self.proto.commit(claim, Outcome.UPSTREAM_FAILED, error=f"dependency failed: {', '.join(bad)}")
+                await self.proto.commit(claim, Outcome.UPSTREAM_FAILED, error=await self._failure(lease.job, bad))
                 return
             nxt = replace(lease, state=LeaseState.RELEASED, seq=lease.seq + 1, delay=0.0, waiting=[], wall=time.time())
             await self.js.put(key, nxt.to_json(), if_match=etag)
@@ -150,6 +182,13 @@ class Dag:
         await self.js.put(layout.ready(lease.job, lease.chunk, lease.task, spec.priority), b"")
         await self.specs.wake()
         log.info("wake", extra={"action": "wake", "job": lease.job, "task": lease.task})
+
+    async def _failure(self, job: str, failed: list[str]) -> str:
+        """The error of an upstream-failed task: the failed dependencies, and for those of other jobs
+        their own errors (a Qfile's targets keep the short form their users know)."""
+        if any(parse_xref(d) for d in failed):
+            return await self.causes(job, failed)
+        return f"dependency failed: {', '.join(failed)}"
 
     async def check_parked(self, key: str, lease: Lease, etag: str, silent: float) -> None:
         """The safety net: a parked lease silent for long is checked by whoever sees it."""

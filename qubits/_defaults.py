@@ -45,3 +45,14 @@ MAX_SPEC_BYTES = 1 << 20
 """The largest task spec accepted (1 MiB): bulk data belongs in datasets or files, not in specs."""
 FORMAT_VERSION = 1
 """The version of the object formats this release writes and reads."""
+
+
+LOOKUP_CONCURRENCY = 32
+"""Index entries of Qfile targets read at once while ``make`` plans (a level of the graph at a time)."""
+
+TARGET_MANIFESTS_READ = 20
+"""Manifests of the newest jobs (each: the identities of the targets it made) ``make`` reads whole
+before it looks identities up one by one."""
+
+GRAPH_REFRESH = 2.0
+"""Seconds between rewrites of ``make --graph``'s page while its job runs (and the page's reload interval)."""

@@ -156,6 +156,13 @@ class Future:
             return False
         return self._watcher.cancel(self._task)
 
+    def then(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        """Run ``fn(result, *args, **kwargs)`` on a node once this succeeds (see ``qubits._compose``);
+        its future. If this fails, that call is decided upstream-failed, with the cause."""
+        from ._map import Executor
+
+        return Executor(self._watcher.client).submit(fn, self, *args, **kwargs)
+
     def add_done_callback(self, fn: Callable[[Future], object]) -> None:
         """Call ``fn(self)`` once decided (in the qubits I/O thread)."""
         self._task.cf.add_done_callback(lambda _f: fn(self))

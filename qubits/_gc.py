@@ -4,7 +4,8 @@ A job is finished when every task (dynamic ones included) has its done record; n
 so a job still running — or still being submitted — is never touched. A finished job that a kept job
 reuses (a Qfile job reads earlier jobs' outputs) is kept too. For a removed job everything goes:
 ``jobs/{job}/``, ``done/{job}/``, ``runs/{job}/``, ``leases/{job}/``, ``quarantine/{job}/``,
-``fleet/{job}/`` and its ``ready/`` entries; then code bundles no kept job uses, and presence records
+``fleet/{job}/``, its ``ready/`` entries and the index entries of the Qfile targets it made (its
+manifest ``targets/jobs/{job}.json`` names them); then code bundles no kept job uses, and presence records
 of agents not seen since the cutoff. ``data/`` chunks are shared by content across jobs and stay.
 
 Removal is resumable: ``jobs/{job}/gc`` is written first and the job spec is deleted last, so an
@@ -77,6 +78,25 @@ async def _delete_all(js: Jobspace, keys: list[str]) -> None:
     await asyncio.gather(*(one(k) for k in keys))
 
 
+async def _made_by(js: Jobspace, job: str) -> list[str]:
+    """The index entries of Qfile targets that ``job`` made (from its manifest) that still name it,
+    and the manifest: once its outputs are gone, no make may reuse them."""
+    key = layout.target_manifest(job)
+    try:
+        manifest = json.loads((await js.get(key))[0])
+    except (jobspaces.NotFound, ValueError):
+        return []
+    out = [key]
+    for identity, entry in manifest.items() if isinstance(manifest, dict) else ():
+        try:
+            current = json.loads((await js.get(layout.target_index(str(identity))))[0])
+        except (jobspaces.NotFound, ValueError, jobspaces.InvalidKey):
+            continue
+        if isinstance(current, dict) and isinstance(entry, dict) and current.get("job") == job:
+            out.append(layout.target_index(str(identity)))
+    return out
+
+
 async def collect(js: Jobspace, older_than: float, *, dry_run: bool = False, now: float | None = None) -> GcReport:
     """Remove finished jobs whose last activity is more than ``older_than`` seconds ago."""
     now = time.time() if now is None else now
@@ -126,7 +146,11 @@ async def collect(js: Jobspace, older_than: float, *, dry_run: bool = False, now
         if verdict.remove:
             continue
         config = specs.get(job, {}).get("config")
-        for earlier in (config.get("reuse") or []) if isinstance(config, dict) else []:
+        config = config if isinstance(config, dict) else {}
+        fresh = config.get("fresh")
+        fresh = fresh if isinstance(fresh, dict) else {}
+        read = [*(config.get("reuse") or []), *(v[0] for v in fresh.values() if isinstance(v, list) and v)]
+        for earlier in read:
             other = verdicts.get(str(earlier))
             if other is not None and other.remove and other.reason != "an earlier gc was interrupted":
                 other.remove, other.reason = False, f"reused by job {job}"
@@ -145,6 +169,7 @@ async def collect(js: Jobspace, older_than: float, *, dry_run: bool = False, now
         doomed = list(ready[job])
         for prefix in (layout.done_prefix(job), f"runs/{job}/", f"leases/{job}/", f"quarantine/{job}/", f"fleet/{job}/"):
             doomed += [m.key async for m in js.list(prefix)]
+        doomed += await _made_by(js, job)
         last = [layout.job_spec(job), layout.gc_mark(job)]
         doomed += [m.key for m in under[job] if m.key not in last]
         verdict.objects = len(doomed) + sum(1 for m in under[job] if m.key in last)

@@ -63,3 +63,22 @@ def submitter() -> str:
     except OSError:
         user = os.environ.get("USER", "unknown")
     return f"{user}@{socket.gethostname()}"
+
+
+XREF = "~x~"
+"""How a dependency on a task of another job is written among a task's deps (and as a waiter's name
+in an edge under the other job): ``~x~{job}~{task}``. ``task_id`` escapes every ``~``, so no task id
+of a job begins like it, and job ids have no ``~``."""
+
+
+def xref(job: str, task: str) -> str:
+    """A dependency on task ``task`` of job ``job`` (another job), for ``TaskSpec.deps``."""
+    return f"{XREF}{job}~{task}"
+
+
+def parse_xref(dep: str) -> tuple[str, str] | None:
+    """(job, task) of a dependency made by ``xref``; None for a task of the same job."""
+    if not dep.startswith(XREF):
+        return None
+    job, _, task = dep[len(XREF) :].partition("~")
+    return job, task

@@ -24,6 +24,9 @@
     archive/{namespace}/{batch}/{job}/…    a batch job's archived result: out/…, stdout.log, stderr.log, result.json
     archive/{namespace}/{batch}/_init/{node}.log   a batch's init step output on each node
     nodes/{node}.json                      agent presence
+    targets/{identity}.json                a Qfile target made: the run whose outputs any job may reuse
+    targets/last/{task}.json               the identity a target was last made with (for `make --why`)
+    targets/jobs/{job}.json                the index entries of the targets one job made (read at once by planning)
     code/{sha256}.tar.gz                   content-addressed code bundles
     data/{sha256}                          content-addressed dataset chunks and batch input files
     wake                                   rewritten on submit; idle agents watch its ETag
@@ -142,6 +145,21 @@ def gc_mark(job: str) -> str:
 
 def node(name: str) -> str:
     return f"nodes/{name}.json"
+
+
+def target_index(identity: str) -> str:
+    return f"targets/{identity}.json"
+
+
+def target_manifest(job: str) -> str:
+    return f"targets/jobs/{job}.json"
+
+
+TARGET_MANIFESTS = "targets/jobs/"
+
+
+def target_last(task: str) -> str:
+    return f"targets/last/{task}.json"
 
 
 def code_bundle(digest: str) -> str:

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, overload
 
@@ -36,6 +37,7 @@ from jobspaces import Jobspace, background_loop, run_sync
 from . import _layout as layout
 from . import _wire as wire
 from ._client import Client, Job, connect
+from ._compose import Ref, deps_of, swap_futures
 from ._dataset import Dataset
 from ._defaults import TASKS_PER_CHUNK
 from ._futures import Future, RemoteTask, Watcher, as_completed, wait_async
@@ -214,15 +216,20 @@ class Executor:
 
     async def _submit(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future:
         blobs: wire.Blobs = {}
+        refs: list[Ref] = []  # futures among the arguments: the call waits for them (see _compose)
+        args, kwargs = swap_futures((args, kwargs), refs)
         with wire.by_value(self.code_root):
             conf = {"fn": wire.encode_fn(fn, blobs, self.code_root), "retry": self.retry_exceptions}
-            payload = {"call": wire.encode_value((args, kwargs), blobs)}
+            payload: dict[str, Any] = {"call": wire.encode_value((args, kwargs), blobs)}
+        if refs:
+            payload["refs"] = True
         code = await self._code()
         await _put_blobs(self.client.aio, blobs)
         fname = wire.describe(fn)
         job = self._job("python", f"submit {fname}", conf, code)
-        spec = self._spec("call", "python", payload, fname)
-        await self.client.specs.submit(job, [spec])
+        spec = replace(self._spec("call", "python", payload, fname), deps=deps_of(refs))
+        # dag: when the call is decided, calls of other jobs that wait for it are released at once.
+        await self.client.specs.submit(job, [spec], dag=True)
         task = RemoteTask(job.id, spec.id, "000000", spec)
         return Future(Watcher(self.client, job.id, [task]).start(), task)
 

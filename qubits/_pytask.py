@@ -46,15 +46,19 @@ class Fetcher:
     def __init__(self, cache: DataCache | None = None) -> None:
         self.cache = cache or data_cache()
 
-    def path(self, digest: str) -> Path:
-        """The local file of a blob, fetched if needed."""
-        if self.cache.touch(digest):
-            return self.cache.path(digest)
+    def jobspace(self) -> jobspaces.SyncJobspace:
+        """The task's jobspace (one connection per process)."""
         url = os.environ["QUBITS_JOBSPACE"]
         js = _jobspaces.get(url)
         if js is None:
             js = _jobspaces[url] = jobspaces.SyncJobspace(jobspaces.open_jobspace(url))
-        data, _ = js.get(layout.data_chunk(digest))
+        return js
+
+    def path(self, digest: str) -> Path:
+        """The local file of a blob, fetched if needed."""
+        if self.cache.touch(digest):
+            return self.cache.path(digest)
+        data, _ = self.jobspace().get(layout.data_chunk(digest))
         return self.cache.put(digest, data)
 
     def get(self, digest: str) -> bytes:
@@ -80,6 +84,10 @@ def _call(spec: dict[str, Any], fetch: Fetcher) -> Any:
     fn = decode(payload.get("fn") or conf["fn"], fetch.get)
     if task.get("kind") == "python":
         args, kwargs = decode(payload["call"], fetch.get)
+        if payload.get("refs"):  # futures passed as arguments: their results, read here (see _compose)
+            from ._compose import Results, fill
+
+            args, kwargs = fill((args, kwargs), Results(fetch.jobspace()).read)
         return fn(*args, **kwargs)
     extra = () if "params" not in conf else (decode(conf["params"], fetch.get),)
     items = _items(payload, fetch)

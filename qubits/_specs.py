@@ -18,7 +18,7 @@ from jobspaces import Jobspace
 
 from . import _layout as layout
 from ._defaults import MAX_SPEC_BYTES, TASKS_PER_CHUNK, WAKE_MIN_INTERVAL
-from ._ids import submitter
+from ._ids import XREF, submitter
 from ._records import JobSpec, TaskSpec
 from .errors import CorruptObject, NotFoundError, TamperedJob, UsageError
 
@@ -56,11 +56,18 @@ def _check_task(job: str, t: TaskSpec, seen: set[str], dag: bool) -> None:
             f"task id {t.id!r} cannot be part of an object key (no '/', '\\', control characters, '.' or '..'): "
             "qubits.task_id(name) makes a safe id from any name"
         )
-    if t.deps and not dag:
+    if _local_deps(t) and not dag:
         raise UsageError(f"task {t.id!r} has dependencies: submit the job with dag=True")
     seen.add(t.id)
     if len(t.to_json()) > MAX_SPEC_BYTES:
         raise UsageError(f"task {t.id!r} has a spec over {MAX_SPEC_BYTES} bytes: put bulk data in a Dataset or files")
+
+
+def _local_deps(t: TaskSpec) -> list[str]:
+    """The dependencies of ``t`` within its own job. Those on tasks of other jobs (``_dag.xref``) are
+    not edges of this job: the task is ready, and the agent that claims it parks it until they are
+    decided (``Dag.await_others``)."""
+    return [d for d in t.deps if not d.startswith(XREF)]
 
 
 def _chunk_name(index: int) -> str:
@@ -141,9 +148,10 @@ class Specs:
             digests.append(hashlib.sha256(data).hexdigest())
             await self.js.put(layout.task_chunk(job.id, name), data, if_absent=True)
             for t in chunk:
-                for dep in t.deps:
+                local = _local_deps(t)
+                for dep in local:
                     await self.js.put(layout.wait_edge(job.id, dep, t.id), b"")
-                if not t.deps:
+                if not local:
                     if dag:
                         roots.append((name, t.id, t.priority))
                     else:

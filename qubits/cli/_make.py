@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import sys
 import time
@@ -11,9 +12,10 @@ from pathlib import Path
 from rich.live import Live
 from rich.text import Text
 
-from qubits import JobStatus, connect
+from qubits import Job, JobStatus, connect
 from qubits.errors import UsageError
-from qubits.qfile import find_qfile, load_qfile, make, plan, project_jobspace, timeline_html
+from qubits.qfile import explain, find_qfile, load_qfile, make, plan, project_jobspace, timeline_html
+from qubits.qfile._dagview import LivePage, Picture, dag_html, dot_text
 
 from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_jobspace_option
 from ._common import console, fail, print_json
@@ -47,9 +49,31 @@ def cmd_conf(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _job_of(args: argparse.Namespace, url: str | None = None) -> Job:
+    """The job ``args.job`` names (``last``: the newest) in ``url`` or the project's jobspace."""
+    if not url:
+        try:
+            url = project_jobspace(args.directory, args.profile, args.qfile)
+        except UsageError:
+            raise UsageError("no jobspace: pass --jobspace URL, set QUBITS_JOBSPACE, or run in a project with a Qfile") from None
+    client = connect(url)
+    return client.last() if args.job in (None, "last") else client.job(args.job)
+
+
 def cmd_qubits(args: argparse.Namespace) -> int:
     qf = load_qfile(find_qfile(args.directory, args.qfile), args.profile)
     nodes = plan(qf, args.targets, args.profile)
+    if args.dot or args.html:
+        picture = Picture()
+        picture.add_plan(nodes)
+        if args.job:
+            picture.add_job(_job_of(args))
+        if args.dot:
+            sys.stdout.write(dot_text(picture))
+        if args.html:
+            Path(args.html).write_text(dag_html(picture), encoding="utf-8")
+            console.print(f"wrote {args.html} ({len(picture.states)} targets)")
+        return EXIT_OK
     if args.json:
         print_json([n.to_dict() for n in nodes])
         return EXIT_OK
@@ -73,11 +97,19 @@ def cmd_make(args: argparse.Namespace) -> int:
     from ._progress import print_event
 
     started = time.monotonic()
+    if args.why:
+        for line in explain(args.why, project=args.directory, profile=args.profile, qfile=args.qfile,
+                            force=args.always, force_targets=args.force):
+            print(line)
+        return EXIT_OK
     live = Live(Text("starting…"), console=console, refresh_per_second=4, transient=True) if not args.json else None
+    graph = LivePage(Path(args.graph), project_jobspace(args.directory, args.profile, args.qfile)) if args.graph else None
 
     def progress(status: JobStatus, elapsed: float) -> None:
         if live is not None:
             live.update(_progress_line(status, elapsed))
+        if graph is not None:
+            graph.update(status.job, status.finished)
 
     if live is not None:
         live.start()
@@ -90,6 +122,7 @@ def cmd_make(args: argparse.Namespace) -> int:
             agents=args.agents,
             capabilities=args.capability,
             force=args.always,
+            force_targets=args.force,
             on_progress=progress,
             on_event=print_event(started) if args.verbose and not args.json else None,
         )
@@ -102,6 +135,8 @@ def cmd_make(args: argparse.Namespace) -> int:
         if live is not None:
             live.stop()
     url = result.job.client.url
+    if graph is not None:
+        graph.update(result.job.id, True)
     if args.json:
         print_json({"job": result.job.id, "jobspace": url, "ok": result.ok, "submitted": result.submitted,
                     "elapsed": round(result.elapsed, 3), "status": result.status.to_dict(),
@@ -141,20 +176,20 @@ def cmd_make(args: argparse.Namespace) -> int:
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
-    url = args.jobspace
-    if not url:
-        try:
-            url = project_jobspace(args.directory, args.profile, args.qfile)
-        except UsageError:
-            raise UsageError("no jobspace: pass --jobspace URL, set QUBITS_JOBSPACE, or run in a project with a Qfile") from None
-    client = connect(url)
-    job = client.last() if args.job in (None, "last") else client.job(args.job)
-    page = timeline_html(job)
+    job = _job_of(args, args.jobspace)
     if args.output == "-":
-        sys.stdout.write(page)
-    else:
-        Path(args.output).write_text(page, encoding="utf-8")
-        console.print(f"wrote {args.output} (job {job.id})")
+        sys.stdout.write(timeline_html(job))
+        return EXIT_OK
+    out = Path(args.output)
+    graph = ""
+    if job.spec().kind == "qfile":  # its graph, next to it, linked from it
+        picture = Picture()
+        picture.add_job(job)
+        dag = out.with_name(out.stem + ".graph.html")
+        dag.write_text(dag_html(picture, links=f'<a href="{html.escape(out.name)}">its timeline</a>'), encoding="utf-8")
+        graph = dag.name
+    out.write_text(timeline_html(job, graph=graph), encoding="utf-8")
+    console.print(f"wrote {args.output} (job {job.id})" + (f" and its graph {out.with_name(graph)}" if graph else ""))
     return EXIT_OK
 
 
@@ -168,6 +203,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _project_options(p)
     p.add_argument("targets", nargs="*", help="targets (default: default)")
     p.add_argument("--json", action="store_true", help="JSON on stdout")
+    p.add_argument("--dot", action="store_true", help="the graph as Graphviz DOT on stdout")
+    p.add_argument("--html", metavar="FILE.html", help="draw the graph in a self-contained page")
+    p.add_argument("--job", metavar="JOB", help="with --dot/--html: grow the graph with what JOB (or 'last') found as it ran, coloured by state")
     p.set_defaults(func=cmd_qubits)
 
     p = sub.add_parser("make", help="make TARGETS here: a jobspace in the project, agents started for you")
@@ -177,6 +215,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--capability", "-c", action="append", default=[], metavar="CAP", help="a capability of the agents started here (repeatable)")
     p.add_argument("-B", "--always", action="store_true", help="make everything again: reuse no earlier job")
     p.add_argument("--verbose", "-v", action="store_true", help="slow motion: each claim, wait, release, commit and agent as it happens (on stderr)")
+    p.add_argument("--force", action="append", default=[], metavar="TARGET",
+                   help="make TARGET again, and what depends on it (repeatable)")
+    p.add_argument("--graph", metavar="FILE.html",
+                   help="keep a picture of the job's graph in FILE.html while it runs (it grows as dependencies are found; the page reloads itself)")
+    p.add_argument("--why", metavar="TARGET", help="say why TARGET would run or be reused (by its identity), and make nothing")
     p.add_argument("--json", action="store_true", help="the result as JSON on stdout")
     p.set_defaults(func=cmd_make)
 

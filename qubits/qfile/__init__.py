@@ -10,7 +10,7 @@ the job runs; ``plan`` shows it as far as the client can know it; ``submit_targe
 (``_api``); ``timeline_html`` draws a job (``_timeline``).
 """
 
-from ._api import MakeResult, TargetOutput, make, outputs, project_jobspace, submit_targets
+from ._api import MakeResult, TargetOutput, explain, make, outputs, project_jobspace, submit_targets
 from ._context import Context
 from ._graph import Node, plan
 from ._model import Config, Match, Qfile, Rule, conf, find_qfile, load_qfile, rule
@@ -29,6 +29,7 @@ __all__ = [
     "Rule",
     "TargetOutput",
     "conf",
+    "explain",
     "find_qfile",
     "load_qfile",
     "make",

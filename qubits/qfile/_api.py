@@ -1,20 +1,20 @@
 """Running a Qfile: code sync, submitting targets as a job, ``make`` on the embedded default, results.
 
-Rerunning ``make`` redoes nothing already done. A job records its code digest (the bundle of the
-project) and profile; a new job for the same digest and profile *reuses* earlier ones: a dependency that
-succeeded in one of them counts as made, and its outputs are read from there. So ``make`` twice in a
-row submits nothing the second time; after an interrupted ``make`` it resumes the same job; after a
-failure it makes only what did not succeed. A change to any file of the bundle changes the digest and
-starts afresh (content, not timestamps: there is no per-target freshness); ``force=True`` (``-B``) too.
-"""
+Rerunning ``make`` redoes nothing already done, per target and by content: a target runs only if no
+job in the jobspace made its identity (``_fresh``: its code, groups, config and input files read, its
+dependencies' output digests; ``_index``: who made which). ``make`` finds on the client what is made
+already and submits only the rest (nothing at all when everything is); a node checks again what the
+client could not know (dependencies decided at run time), before the recipe runs. A job of the same
+code bundle and profile is also reused as a whole: after an interrupted ``make`` it resumes that job,
+after a failure it makes only what did not succeed. ``force=True`` (``-B``) makes everything again,
+``force_targets`` (``--force``) those targets and what depends on them."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,11 @@ from .._bundle import pack
 from .._client import Client, Job, JobStatus, connect
 from .._events import JobEvents, TaskEvent
 from .._local import LocalAgents
-from .._records import JobSpec
+from .._records import JobSpec, Outcome
 from ..errors import QubitsError, UsageError
-from ._graph import plan
-from ._jobview import JobView
+from ._graph import Node, plan
+from ._index import Verdict, assess, record_job, why
+from ._jobview import DepState, JobView
 from ._model import Qfile, find_qfile, load_qfile
 from ._tasks import root_spec, target_spec
 
@@ -128,26 +129,87 @@ def submit_targets(
     """
     qf, config = _load(project, qfile, profile)
     wanted = qf.targets_default(targets)
-    plan(qf, wanted, profile)
+    nodes = plan(qf, wanted, profile)
     client = client or connect(jobspace or config["jobspace"])
     digest = upload_code(client, qf.project, config["ignore"])
-    return _submit(client, qf, wanted, profile, digest, [] if force else _earlier(client, digest, profile))
+    earlier = [] if force else _earlier(client, digest, profile)
+    fresh = {} if force else _hints(nodes, wanted, assess(qf, config, nodes, jobspaces.SyncJobspace(client.aio)))
+    return _submit(client, qf, wanted, profile, digest, earlier, fresh=fresh, force=force)
 
 
-def _submit(client: Client, qf: Qfile, wanted: list[str], profile: str | None, digest: str, earlier: list[JobSpec]) -> Job:
+def forced_closure(nodes: list[Node], force: Iterable[str]) -> set[str]:
+    """The targets ``force`` names and those of the planned graph that depend on them."""
+    out = set(force)
+    for node in nodes:  # dependencies first
+        if any(d in out for d in node.deps):
+            out.add(node.target)
+    return out
+
+
+def _hints(nodes: list[Node], wanted: list[str], verdicts: dict[str, Verdict], forced: Set[str] = frozenset()) -> dict[str, list[Any]]:
+    """The fresh targets a job needs to know of: those wanted, and the fresh dependencies of the
+    targets it makes (the rest of what is fresh is never looked at)."""
+
+    def fresh(t: str) -> bool:
+        return t not in forced and verdicts[t].fresh
+
+    names = {t for t in wanted if t in verdicts and fresh(t)}
+    for node in nodes:
+        if not fresh(node.target):
+            names.update(d for d in node.deps if fresh(d))
+    out: dict[str, list[Any]] = {}
+    for t in sorted(names):
+        entry = verdicts[t].entry or {}
+        out[t] = [entry["job"], entry["task"], entry["attempt"]]
+    return out
+
+
+def _submit(
+    client: Client,
+    qf: Qfile,
+    wanted: list[str],
+    profile: str | None,
+    digest: str,
+    earlier: list[JobSpec],
+    *,
+    fresh: dict[str, list[Any]] | None = None,
+    force: bool | list[str] = False,
+) -> Job:
     reuse = [s.id for s in earlier][:MAX_REUSE]
-    job_config = {
+    job_config: dict[str, Any] = {
         "qfile": qf.path.relative_to(qf.project).as_posix(),
         "profile": profile,
         "targets": wanted,
         "reuse": reuse,
         "project": qf.project.name,
     }
+    if fresh:
+        job_config["fresh"] = fresh
+    if force:
+        job_config["force"] = force
     return client.submit([root_spec(wanted)], kind="qfile", name="make " + " ".join(wanted), code=digest, config=job_config, dag=True)
 
 
-def outputs(job: Job, targets: Iterable[str] | None = None) -> list[TargetOutput]:
-    """Where the outputs of ``targets`` (default: the job's own) are: in this job or a reused one."""
+def explain(
+    target: str,
+    *,
+    project: Path | str = ".",
+    profile: str | None = None,
+    qfile: str | None = None,
+    force: bool = False,
+    force_targets: Iterable[str] = (),
+) -> list[str]:
+    """Why ``make`` would run or reuse ``target`` (``make --why``), in lines; nothing is made."""
+    qf, config = _load(project, qfile, profile)
+    wanted = sorted({target, *force_targets})
+    nodes = plan(qf, wanted, profile)
+    js = jobspaces.SyncJobspace(connect(config["jobspace"]).aio)
+    return why(qf, config, nodes, js, target, force=force, forced=forced_closure(nodes, force_targets))
+
+
+def outputs(job: Job, targets: Iterable[str] | None = None, fresh: dict[str, list[Any]] | None = None) -> list[TargetOutput]:
+    """Where the outputs of ``targets`` (default: the job's own) are: in this job or a reused one
+    (``fresh``: targets found made by their identity, which take precedence)."""
     spec = job.spec()
     names = list(targets) if targets is not None else [str(t) for t in spec.config.get("targets") or []]
     js = jobspaces.SyncJobspace(job.client.aio)
@@ -160,25 +222,26 @@ def outputs(job: Job, targets: Iterable[str] | None = None) -> list[TargetOutput
         if name in seen:
             return
         seen.add(name)
-        st = view.resolve(name)
+        hint = (fresh or {}).get(name)
+        if hint:
+            src = (str(hint[0]), str(hint[1]), int(hint[2]))
+            st = DepState(name, src[1], 0, Outcome.SUCCEEDED.value, src[0], src[2], src)
+        else:
+            st = view.resolve(name)
         if st.outcome is None:
             out.append(TargetOutput(name, None))
             return
-        prefix = f"{layout.run_prefix(st.job, st.tid, st.attempt)}out/"
+        prefix = st.prefix
         files = [k[len(prefix) :] for k in view.output_keys(st)] if st.succeeded else []
         if st.succeeded and not files and depth < 3:
             # No files of its own (like ``default``): show what it was made from.
-            try:
-                made = json.loads(js.get(layout.result(st.job, st.tid, st.attempt))[0])
-                deps = [str(d) for d in made.get("deps") or []]
-            except (jobspaces.NotFound, ValueError, AttributeError):
-                deps = []
+            deps = [str(d) for d in view.made(st).get("deps") or []]
             if deps:
                 for dep in deps:
                     add(dep, depth + 1)
                 return
         local = Path(root) / prefix if isinstance(root, Path) and files else None
-        out.append(TargetOutput(name, st.outcome, st.job, st.tid, st.attempt, prefix, files, local))
+        out.append(TargetOutput(name, st.outcome, st.run[0], st.run[1], st.run[2], prefix, files, local))
 
     for name in names:
         add(name, 0)
@@ -194,13 +257,15 @@ def make(
     agents: int | None = None,
     capabilities: Iterable[str] = (),
     force: bool = False,
+    force_targets: Iterable[str] = (),
     on_progress: Callable[[JobStatus, float], None] | None = None,
     poll: float = 0.5,
     on_event: Callable[[TaskEvent], None] | None = None,
 ) -> MakeResult:
     """Make ``targets`` here: submit them to the project's jobspace (the embedded default is a
     directory in the project), start ``agents`` agents as subprocesses, wait, and say where the
-    results are. Redoes nothing already done (see the module's docstring). ``on_event`` is called with
+    results are. Redoes nothing already done (see the module's docstring); ``force``: everything
+    again; ``force_targets``: those targets again, and what depends on them. ``on_event`` is called with
     each claim, wait, release, commit and agent as it happens (``make -v``; see ``Job.events``)."""
     started = time.monotonic()
     qf, config = _load(project, qfile, profile)
@@ -209,7 +274,8 @@ def make(
     count = agents if agents is not None else int(config.get("agents") or max(2, min(4, os.cpu_count() or 2)))
     if count > 0:
         have = set(capabilities)
-        for node in nodes:
+        one_per_rule = {id(n.match.rule) if n.match else n.target: n for n in reversed(nodes)}  # requires are per rule
+        for node in reversed(one_per_rule.values()):
             lacking = set(target_spec(qf, config, node.target).requires) - have
             if lacking:
                 raise UsageError(
@@ -217,8 +283,14 @@ def make(
                     f"give them with -c CAP (capabilities=...), or pass --agents 0 if agents elsewhere serve {config['jobspace']}"
                 )
     client = connect(config["jobspace"])
+    js = jobspaces.SyncJobspace(client.aio)
     digest = upload_code(client, qf.project, config["ignore"])
-    earlier = [] if force else _earlier(client, digest, profile)
+    forced = sorted(forced_closure(nodes, force_targets))
+    if force_targets:
+        unknown = sorted(set(force_targets) - {n.target for n in nodes})
+        if unknown:
+            raise UsageError(f"--force {unknown[0]}: not a target of this make (see `qubits qubits {' '.join(wanted)}`)")
+    earlier = [] if force or forced else _earlier(client, digest, profile)
     job: Job | None = None
     submitted = False
     for spec in earlier:
@@ -229,7 +301,14 @@ def make(
                 job = candidate  # resume it, or nothing to do
             break
     if job is None:
-        job = _submit(client, qf, wanted, profile, digest, earlier)
+        fresh: dict[str, list[Any]] = {}
+        if not force:
+            fresh = _hints(nodes, wanted, assess(qf, config, nodes, js), set(forced))
+            if all(t in fresh for t in wanted):
+                # Every target asked for is made already (by identity): nothing to submit.
+                first = Job(client, fresh[wanted[0]][0])
+                return MakeResult(first, first.status(rows=0), False, outputs(first, wanted, fresh), time.monotonic() - started)
+        job = _submit(client, qf, wanted, profile, digest, earlier, fresh=fresh, force=True if force else forced)
         submitted = True
     status = job.status(rows=0)
     logs: list[Path] = []
@@ -265,4 +344,5 @@ def make(
             if fleet is not None:
                 fleet.stop()
         status = job.status()
+        record_job(js, job.id)  # what succeeded is reusable, even where a dependent failed
     return MakeResult(job, status, submitted, outputs(job, wanted), time.monotonic() - started, logs)

@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .. import _layout as layout
 from ._signals import Decline, MissingOutput, NeedTargets, Unknown
 
 if TYPE_CHECKING:
@@ -120,7 +119,7 @@ class Context:
         if not state.succeeded:
             raise NeedTargets([dep])
         self._states[dep] = state
-        prefix = f"{layout.run_prefix(state.job, state.tid, state.attempt)}out/"
+        prefix = state.prefix
         return sorted(key[len(prefix) :] for key in self._view.output_keys(state))
 
     def sh(self, command: str, *, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:

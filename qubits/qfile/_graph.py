@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..errors import CycleError, QfileError, UsageError
 from ._context import Context
-from ._model import Qfile, where_in
+from ._model import Match, Qfile, where_in
 from ._signals import Unknown
 
 
@@ -23,6 +23,8 @@ class Node:
     dynamic: bool = False
     """Its dependencies read other targets' outputs: ``deps`` holds the one read first, the rest is
     known only when it runs on a node."""
+    match: Match | None = field(default=None, repr=False, compare=False)
+    """The rule matched (kept so that planning does not match again)."""
 
     def to_dict(self) -> dict[str, object]:
         return {"target": self.target, "rule": self.rule, "pattern": self.pattern, "deps": self.deps, "dynamic": self.dynamic}
@@ -51,7 +53,7 @@ def plan(qfile: Qfile, targets: list[str], profile: str | None = None) -> list[N
         except UsageError as exc:
             needed = f" (needed by {path[-1]})" if path else ""
             raise UsageError(f"{exc}{needed}") from None
-        node = Node(target, match.rule.name, match.rule.pattern)
+        node = Node(target, match.rule.name, match.rule.pattern, match=match)
         try:
             node.deps = match.deps(Context(match, config=config, profile=profile, code=qfile.project))
         except Unknown as exc:

@@ -3,9 +3,11 @@ outputs, targets made again after their output went missing, and the wait edges 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import jobspaces
 from jobspaces import SyncJobspace
@@ -28,10 +30,23 @@ class DepState:
     job: str
     """The job whose run made it: this one, or a reused job with the same code."""
     attempt: int = 0
+    src: tuple[str, str, int] | None = None
+    """The run (job, task, attempt) whose outputs these are, when it is not this one: the target was
+    reused by its identity (``_fresh``)."""
 
     @property
     def succeeded(self) -> bool:
         return self.outcome == Outcome.SUCCEEDED.value
+
+    @property
+    def run(self) -> tuple[str, str, int]:
+        """The run that holds its outputs and its result."""
+        return self.src or (self.job, self.tid, self.attempt)
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of its output files."""
+        return f"{layout.run_prefix(*self.run)}out/"
 
 
 class JobView:
@@ -41,7 +56,31 @@ class JobView:
         self.js = js
         self.job = job
         self.reuse = [str(j) for j in job.config.get("reuse") or []]
+        self.fresh: dict[str, list[Any]] = dict(job.config.get("fresh") or {})
+        """Targets the client found made already (by identity): target -> [job, task, attempt]."""
         self._invalid: set[str] | None = None
+        self._made: dict[tuple[str, str, int], dict[str, Any]] = {}
+
+    def made(self, state: DepState) -> dict[str, Any]:
+        """What a succeeded target's runner recorded (its ``result``: identity, output digest, deps…);
+        {} if nothing was."""
+        run = state.run
+        if run not in self._made:
+            try:
+                raw = json.loads(self.js.get(layout.result(*run))[0])
+            except (jobspaces.NotFound, ValueError):
+                raw = {}
+            self._made[run] = raw if isinstance(raw, dict) else {}
+        return self._made[run]
+
+    def _follow(self, state: DepState) -> DepState:
+        """A target reused by identity points at the run that made its outputs."""
+        if not state.succeeded:
+            return state
+        reused = self.made(state).get("reused")
+        if isinstance(reused, list) and len(reused) == 3:
+            return replace(state, src=(str(reused[0]), str(reused[1]), int(reused[2])))
+        return state
 
     def invalid(self) -> set[str]:
         """Task ids whose output was found missing (listed once per process)."""
@@ -69,12 +108,16 @@ class JobView:
             tid = target_task_id(target, round_)
         done = self._done(self.job.id, tid)
         if done is not None:
-            return DepState(target, tid, round_, done.outcome, self.job.id, done.attempt)
+            return self._follow(DepState(target, tid, round_, done.outcome, self.job.id, done.attempt))
         if round_ == 0:
+            hint = self.fresh.get(target)
+            if hint:
+                src = (str(hint[0]), str(hint[1]), int(hint[2]))
+                return DepState(target, tid, 0, Outcome.SUCCEEDED.value, src[0], src[2], src)
             for other in self.reuse:
                 prior = self._done(other, tid)
                 if prior is not None and prior.outcome == Outcome.SUCCEEDED.value:
-                    return DepState(target, tid, 0, prior.outcome, other, prior.attempt)
+                    return self._follow(DepState(target, tid, 0, prior.outcome, other, prior.attempt))
         return DepState(target, tid, round_, None, self.job.id)
 
     def invalidate(self, state: DepState, reason: str) -> DepState:
@@ -90,12 +133,11 @@ class JobView:
 
     def output_keys(self, state: DepState) -> list[str]:
         """Object keys of the files the dependency's committed attempt produced."""
-        prefix = f"{layout.run_prefix(state.job, state.tid, state.attempt)}out/"
-        return [m.key for m in self.js.list(prefix)]
+        return [m.key for m in self.js.list(state.prefix)]
 
     def fetch(self, state: DepState, dest: Path) -> list[Path]:
         """Download the dependency's outputs into ``dest`` (relative paths kept)."""
-        prefix = f"{layout.run_prefix(state.job, state.tid, state.attempt)}out/"
+        prefix = state.prefix
         out = []
         dest.mkdir(parents=True, exist_ok=True)
         root = dest.resolve()
@@ -115,7 +157,7 @@ class JobView:
 
     def fetch_one(self, state: DepState, name: str, path: Path) -> bool:
         """Download one output file of the dependency to ``path``; False if it has no such file."""
-        key = f"{layout.run_prefix(state.job, state.tid, state.attempt)}out/{name}"
+        key = f"{state.prefix}{name}"
         try:
             data, _ = self.js.get(jobspaces.check_key(key))
         except (jobspaces.NotFound, jobspaces.InvalidKey):

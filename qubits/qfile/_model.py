@@ -118,6 +118,9 @@ class Rule:
     timeout: float | None = None
     resources: dict[str, float] = field(default_factory=dict)
     priority: int = 0
+    inputs: list[str] = field(default_factory=list)
+    """Globs of project files the recipe reads (relative to the project; ``{0}``/``{name}`` filled): their
+    bytes are part of its targets' identities (``_fresh``)."""
     where: str = ""
     """file:line of the rule in the Qfile, for error messages."""
 
@@ -184,15 +187,14 @@ class Match:
         if value is None:
             return []
         items = [value] if isinstance(value, str) else list(value)
-        out: list[str] = []
+        out: dict[str, None] = {}  # ordered, and a set: a target may have thousands of dependencies
         for item in items:
             if not isinstance(item, str) or not item:
                 raise UsageError(f"{self.rule.where}: dependencies of {self.target!r} must be names, got {item!r}")
             if not callable(spec) and "{" in item:
                 item = self.rule.format(item, self.target, self.groups, self.named)
-            if item not in out:
-                out.append(item)
-        return out
+            out[item] = None
+        return list(out)
 
 
 class Qfile:
@@ -257,6 +259,7 @@ def rule(
     timeout: float | None = None,
     resources: dict[str, float] | None = None,
     priority: int = 0,
+    inputs: Iterable[str] | str | None = None,
 ) -> Rule:
     """Register a rule in the Qfile being loaded; use it as a decorator or give ``recipe``.
 
@@ -269,6 +272,8 @@ def rule(
     ``fn(ctx, *groups, **named)`` returning names, evaluated on the node when the target runs.
     ``requires``: capabilities an agent must have; ``retries``: extra attempts after a failure;
     ``timeout``: seconds; ``resources``: e.g. ``{"cpus": 2}``; ``priority``: higher runs first.
+    ``inputs``: globs of project files the recipe reads (files it names in a string count without it):
+    a change to one remakes the rule's targets.
     """
     qf = _current("rule()")
     if isinstance(deps, str):
@@ -284,6 +289,7 @@ def rule(
         timeout=timeout,
         resources=dict(resources or {}),
         priority=priority,
+        inputs=[inputs] if isinstance(inputs, str) else [str(i) for i in inputs or []],
         where=_caller_where(),
     )
     if recipe is not None and not (callable(recipe) or isinstance(recipe, str)):

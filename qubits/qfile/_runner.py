@@ -23,6 +23,8 @@ import jobspaces
 from .._records import JobSpec, TaskSpec
 from ..errors import CycleError, QfileError, UsageError
 from ._context import Context, run_shell
+from ._fresh import Identities, folder_files, identity_of, output_digest
+from ._index import lookup, record
 from ._jobview import DepState, JobView
 from ._model import Match, Qfile, load_qfile
 from ._signals import Decline, MissingOutput, NeedTargets
@@ -100,16 +102,19 @@ class _Run:
             pending = [st for st in states if not st.succeeded]
             if pending:
                 return self.needs(pending)
+            for st in states:
+                if st.job == self.job.id and st.src is None:
+                    record(self.view.js, self.view.made(st), st.run)  # decided: reusable from now on
             # The result records what the target was made from (``outputs`` follows it through
             # targets that have no files of their own, like ``default``).
-            made = {"target": self.name, "deps": deps, "from": {st.target: [st.job, st.tid, st.attempt] for st in states}}
-            (self.scratch / "result").write_text(json.dumps(made))
+            made = {"target": self.name, "deps": deps, "from": {st.target: list(st.run) for st in states}}
             if match is None or ctx is None:
+                (self.scratch / "result").write_text(json.dumps(made))
                 print(f"qubits: made {', '.join(deps)}", flush=True)
                 return 0
             ctx.deps = deps
             ctx._states.update({st.target: st for st in states})
-            return self._recipe(ctx, match)
+            return self._make(ctx, match, states, made)
         except NeedTargets as exc:
             return self.needs([self.view.resolve(t) for t in exc.targets])
         except Decline as exc:
@@ -137,6 +142,34 @@ class _Run:
             round_=int(self.task.payload.get("round") or 0),
             view=self.view,
         )
+
+    def _forced(self, states: list[DepState]) -> bool:
+        """Made again whatever its identity: ``-B``, ``--force`` it, or a dependency forced in this job."""
+        force = self.job.config.get("force")
+        if force is True or (isinstance(force, list) and self.name in force):
+            return True
+        assert self.view is not None
+        return any(st.job == self.job.id and st.src is None and self.view.made(st).get("forced") for st in states)
+
+    def _make(self, ctx: Context, match: Match, states: list[DepState], made: dict[str, Any]) -> int:
+        """Reuse the run of an earlier job with this target's identity, or run the recipe."""
+        assert self.view is not None
+        outputs = {st.target: str(self.view.made(st).get("output") or "/".join(map(str, st.run))) for st in states}
+        components = Identities(self.code, self.config).components(match, outputs)
+        identity = identity_of(components)
+        forced = self._forced(states)
+        made.update(identity=identity, components=components, round=ctx.round)
+        entry = None if forced or ctx.round > 0 else lookup(self.view.js, identity)
+        if entry is not None:
+            made.update(reused=[entry["job"], entry["task"], entry["attempt"]], output=entry.get("output"))
+            (self.scratch / "result").write_text(json.dumps(made))
+            print(f"qubits: {self.name} is made already (job {entry['job']}, identity {identity[:12]}): reused", flush=True)
+            return 0
+        code = self._recipe(ctx, match)
+        if code == 0:
+            made.update(output=output_digest(folder_files(ctx.output), outputs), forced=forced)
+            (self.scratch / "result").write_text(json.dumps(made))
+        return code
 
     def _recipe(self, ctx: Context, match: Match) -> int:
         recipe = match.rule.recipe

@@ -149,8 +149,9 @@ td.err { color: #a00; max-width: 700px; }
 """
 
 
-def timeline_html(job: Job) -> str:
-    """The page for ``job``: header, legend, the chart by node, the chart by task, failures."""
+def timeline_html(job: Job, *, graph: str = "") -> str:
+    """The page for ``job``: header, legend, the chart by node, the chart by task, failures; ``graph``:
+    the address of the page of its graph, linked from the header."""
     spec = job.spec()
     bars, outcomes = collect(job)
     t0 = min((b.start for b in bars), default=spec.created or time.time())
@@ -182,12 +183,13 @@ def timeline_html(job: Job) -> str:
         f"<th>outcome</th><th>error</th></tr>{rows}</table>" if rows else ""
     )
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0))
+    link = f' · <a href="{html.escape(graph)}" class="graph">its graph</a>' if graph else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>qubits timeline {html.escape(job.id)}</title>
 <style>{_CSS}</style></head><body>
 <h1>Job {html.escape(job.id)} <small>{html.escape(spec.name)}</small></h1>
 <div class="meta">{len(outcomes)} tasks decided ({html.escape(summary)}); {len(bars)} attempts on {len(by_node)} node(s);
-{retried} task(s) retried; started {stamp}, spans {t1 - t0:.1f}s</div>
+{retried} task(s) retried; started {stamp}, spans {t1 - t0:.1f}s{link}</div>
 <div class="legend">{legend}</div>
 {_chart("By node: one row per agent, one bar per attempt", sorted(by_node.items()), t0, t1)}
 {_chart("By task: one row per task, one bar per attempt", [(bs[0].name, bs) for bs in by_task.values()], t0, t1)}
