@@ -220,7 +220,7 @@ class Job:
         spec = self.spec()
         sealed = run_sync(c.specs.seal(self.id)) is not None
         done_keys = [m.key for m in c.aio_list(layout.done_prefix(self.id))]
-        lease_metas = c.aio_list(f"leases/{self.id}/")
+        lease_metas = c.aio_list(layout.lease_prefix(self.id))
         counts: dict[str, int] = {}
         found: dict[str, tuple[str, Done | Lease]] = {}
         small = spec.task_count <= rows

@@ -64,6 +64,8 @@ class JobEvents:
         self._etags: dict[str, str] = {}
         self._leases: dict[str, Lease] = {}
         self._done: set[str] = set()
+        self._claimed: dict[str, int] = {}
+        """The run (attempt) of each task whose claim was shown."""
         self._names: dict[str, tuple[str, int]] = {}
         self._nodes: dict[str, str] | None = {} if nodes else None
         self._nodes_at = 0.0
@@ -89,8 +91,8 @@ class JobEvents:
             self._done.add(tid)
             done = self.client.done_record(self.job, tid)
             if done is not None:
-                events.append(self._commit(done, now))
-        for meta in self.client.aio_list(f"leases/{self.job}/"):
+                events += self._commit(done, now)
+        for meta in self.client.aio_list(layout.lease_prefix(self.job)):
             tid = meta.key.rsplit("/", 1)[1]
             if tid in self._done or self._etags.get(tid) == meta.etag:
                 continue
@@ -107,11 +109,21 @@ class JobEvents:
                 events.append(event)
         return events
 
-    def _commit(self, done: Done, now: float) -> TaskEvent:
-        name, _most = self._name(done.task)
+    def _commit(self, done: Done, now: float) -> list[TaskEvent]:
+        """The commit, after the claim of its run when no poll saw that run held (a task claimed and
+        decided between two polls), so every run shows its claim before its commit."""
+        name, most = self._name(done.task)
         took = f" in {done.finished - done.started:.1f}s" if done.started and done.finished else ""
         detail = done.outcome + took + (f" ({done.error})" if done.error and done.outcome != "succeeded" else "")
-        return TaskEvent("commit", done.task, name, done.holder, done.attempt, detail, now)
+        events = []
+        if done.holder and self._claimed.get(done.task) != done.attempt:
+            tries = counted_attempts(done.attempts, most)
+            claimed = f"attempt {tries} of {most}" if most else f"attempt {tries}"
+            parked = waits(done.attempts)
+            claimed += f", after waiting {parked} time(s) for dependencies" if parked else ""
+            events.append(TaskEvent("claim", done.task, name, done.holder, done.attempt, claimed, now))
+        events.append(TaskEvent("commit", done.task, name, done.holder, done.attempt, detail, now))
+        return events
 
     def _lease_event(self, before: Lease | None, lease: Lease, now: float) -> TaskEvent | None:
         name, most = self._name(lease.task)
@@ -127,6 +139,7 @@ class JobEvents:
             detail += f", after waiting {parked} time(s) for dependencies" if parked else ""
             if lost:
                 detail += f", from {lease.history[-1].get('holder')} (it stopped renewing its lease)"
+            self._claimed[lease.task] = lease.attempt
             return TaskEvent(kind, lease.task, name, lease.holder, lease.attempt, detail, now)
         if lease.state is LeaseState.PARKED:
             shown = ", ".join(lease.waiting[:5]) + (f" … ({len(lease.waiting)} tasks)" if len(lease.waiting) > 5 else "")

@@ -167,7 +167,7 @@ async def collect(js: Jobspace, older_than: float, *, dry_run: bool = False, now
     for job in sorted(removed):
         verdict = verdicts[job]
         doomed = list(ready[job])
-        for prefix in (layout.done_prefix(job), f"runs/{job}/", f"leases/{job}/", f"quarantine/{job}/", f"fleet/{job}/"):
+        for prefix in (layout.done_prefix(job), f"runs/{job}/", layout.lease_prefix(job), f"quarantine/{job}/", f"fleet/{job}/"):
             doomed += [m.key async for m in js.list(prefix)]
         doomed += await _made_by(js, job)
         last = [layout.job_spec(job), layout.gc_mark(job)]

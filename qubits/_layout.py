@@ -100,6 +100,11 @@ def lease(job: str, task: str) -> str:
     return f"leases/{job}/{task}"
 
 
+def lease_prefix(job: str | None = None) -> str:
+    """Every lease of ``job`` (every lease, with no job)."""
+    return f"leases/{job}/" if job else "leases/"
+
+
 def parse_lease(key: str) -> tuple[str, str]:
     _, job, task = key.split("/", 2)
     return job, task

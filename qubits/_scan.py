@@ -63,5 +63,5 @@ class ReadyIndex:
 
 async def live_leases(js: Jobspace, job: str | None = None) -> AsyncIterator[jobspaces.ObjectMeta]:
     """Every lease object (of one job, or of all): running, released, parked, or left by the dead."""
-    async for meta in js.list(f"leases/{job}/" if job else "leases/"):
+    async for meta in js.list(layout.lease_prefix(job)):
         yield meta

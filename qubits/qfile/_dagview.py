@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jobspaces
 
+from .. import _layout as layout
 from .._client import Client, Job, connect
 from .._defaults import GRAPH_REFRESH
 from .._records import Lease, LeaseState
@@ -63,7 +64,7 @@ class Picture:
         for tid, done in job.results().items():
             if tid != ROOT:
                 self.states[target_of(tid)[0]] = done.outcome
-        for meta in js.list(f"leases/{job.id}/"):
+        for meta in js.list(layout.lease_prefix(job.id)):
             tid = meta.key.rsplit("/", 1)[1]
             name = target_of(tid)[0]
             if tid == ROOT or self.states.get(name) not in (None, "planned"):

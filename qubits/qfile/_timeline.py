@@ -14,6 +14,7 @@ from typing import Any
 
 import jobspaces
 
+from .. import _layout as layout
 from .._client import Job
 from .._records import Lease, LeaseState
 from ._tasks import display_name
@@ -76,7 +77,7 @@ def collect(job: Job) -> tuple[list[Bar], dict[str, str]]:
                  "started": done.started, "finished": done.finished}
         bars += _bars_of(tid, done.attempts, final)
     now = time.time()
-    for meta in job.client.aio_list(f"leases/{job.id}/"):
+    for meta in job.client.aio_list(layout.lease_prefix(job.id)):
         tid = meta.key.rsplit("/", 1)[1]
         if tid in outcomes:
             continue
