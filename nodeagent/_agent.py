@@ -112,7 +112,7 @@ class Agent:
             amount <= self.config.resources.get(name, 0.0) - self.used.get(name, 0.0)
             for name, amount in spec.resources.items()
             if amount
-        )
+        ) and self.executor.confinement.can_take(spec)
 
     async def is_cancelled(self, job: str, max_age: float = CANCEL_CHECK) -> bool:
         cached = self._cancelled.get(job)
@@ -453,6 +453,8 @@ class Agent:
             wall=time.time(),
             seq=self._presence_seq,
             stopped=stopped,
+            enforcement=self.executor.confinement.kind,
+            gpus=self.executor.confinement.describe(),
         )
         with contextlib.suppress(jobspaces.TransientError):
             await self.js.put(layout.node(self.config.name), info.to_json())

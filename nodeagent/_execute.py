@@ -21,6 +21,7 @@ from qubits._protocol import Claim
 from qubits._records import JobSpec, Lease, Outcome
 from qubits._scan import ReadyEntry
 
+from ._confine import Bound, Confinement
 from ._leases import supervise
 from ._locality import DataLocality
 from ._pool import PooledTask, WorkerPool
@@ -59,6 +60,7 @@ class Executor:
         self.dag = Dag(agent.proto, agent.specs)
         self.data = DataLocality(agent, cache_dir)
         self.pool = WorkerPool(agent.config.slots, cache_dir / "work")
+        self.confinement = Confinement(agent.config)
 
     # -- hooks used by the agent ---------------------------------------------------------------------
     def order_ready(self, entries: list[ReadyEntry], start: int = 0, *, fresh: bool = True) -> None:
@@ -141,17 +143,24 @@ class Executor:
             await agent.js.put(key, data)
             parts[stream] += 1
 
+        key = f"{claim.job}/{claim.task}"
+        try:
+            bound = self.confinement.bind(key, claim.spec)
+        except (OSError, RuntimeError) as exc:
+            return Result(Outcome.FAILED, f"could not set this task's limits on {agent.config.name}: {exc}")
+        env.update(bound.env)
         proc: TaskProcess | PooledTask
-        if self.pool.serves(claim.spec):
+        if self.pool.serves(claim.spec) and not bound.own_process:
             proc = PooledTask(self.pool, job.code or "", cwd=cwd, env=env, scratch=scratch, sink=sink, flush_every=LOG_FLUSH)
         else:
-            proc = TaskProcess(self.command(claim, job), cwd=cwd, env=env, sink=sink, flush_every=LOG_FLUSH)
-        key = f"{claim.job}/{claim.task}"
+            proc = TaskProcess(bound.wrap(self.command(claim, job)), cwd=cwd, env=env, sink=sink, flush_every=LOG_FLUSH)
         interrupt = asyncio.Event()
         self.procs[key] = proc
         self._interrupts[key] = interrupt
         try:
             await proc.start()
+            if isinstance(proc, TaskProcess) and proc.proc is not None:
+                self.confinement.limits.started(bound.limits, proc.proc.pid, lambda: proc.proc is None or proc.proc.returncode is not None)
             if agent.control.paused:
                 proc.pause()
             waiter = asyncio.ensure_future(proc.wait())
@@ -170,14 +179,17 @@ class Executor:
                 with contextlib.suppress(asyncio.CancelledError):
                     await waiter
             code = waiter.result() if waiter.done() and not waiter.cancelled() else -9
-            return await self._ended(claim, job, why, code, scratch)
+            return await self._ended(claim, job, why, code, scratch, bound)
         finally:
+            await self.confinement.release(bound)
             self.procs.pop(key, None)
             self._interrupts.pop(key, None)
             if not why_keep_scratch():
                 shutil.rmtree(scratch, ignore_errors=True)
 
-    async def _ended(self, claim: Claim, job: JobSpec, why: str, code: int, scratch: Path) -> Result:
+    async def _ended(self, claim: Claim, job: JobSpec, why: str, code: int, scratch: Path, bound: Bound) -> Result:
+        if why == "exited" and (oom := self.confinement.out_of_memory(bound, code)):
+            return Result(Outcome.FAILED, oom, code, final=True)  # the same limit would be hit again
         if why == "lost":
             return Result(None, "lease lost")
         if why == "cancelled":

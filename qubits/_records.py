@@ -219,3 +219,7 @@ class NodeInfo(Record):
     wall: float = 0.0
     seq: int = 0
     stopped: bool = False
+    enforcement: str = ""
+    """How the node holds tasks to their cpus and memory: cgroup2, cgroup1 or rss+affinity."""
+    gpus: list[dict[str, Any]] = field(default_factory=list)
+    """The GPUs the agent found: id, name, model, memory_gb."""

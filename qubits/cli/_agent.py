@@ -34,6 +34,8 @@ ExecStart={exe} agent --slots {slots}{caps} --ttl {ttl:g}
 # Draining: SIGTERM stops claims; running tasks get the stop timeout, then their leases are released.
 KillSignal=SIGTERM
 KillMode=mixed
+# The agent puts each task in a cgroup of its own below its own (memory and CPU limits, the whole tree killed).
+Delegate=yes
 TimeoutStopSec={stop}
 Restart=on-failure
 RestartSec=5

@@ -54,7 +54,7 @@ _STATE_STYLE = {"live": "green", "paused": "yellow", "draining": "magenta", "sto
 def nodes_table(nodes: list[tuple[NodeInfo, float]], *, title: str, show_all: bool = False) -> Table:
     """One row per agent (live ones, or all with ``show_all``): state, slots, running tasks, version."""
     table = Table(title=title, title_justify="left", expand=False)
-    for col in ("node", "host", "state", "slots", "running", "capabilities", "version", "last seen"):
+    for col in ("node", "host", "state", "slots", "running", "capabilities", "limits", "version", "last seen"):
         table.add_column(col, overflow="fold")
     rows = sorted(nodes, key=lambda n: (node_state(*n) in ("stopped", "lost"), n[0].name))
     for info, age in rows:
@@ -72,7 +72,7 @@ def nodes_table(nodes: list[tuple[NodeInfo, float]], *, title: str, show_all: bo
             running += f" {names}" + (" …" if len(info.running) > 3 else "")
         version = info.version if info.version == __version__ else f"[yellow]{info.version} (skew)[/]"
         table.add_row(info.name, info.host, f"[{_STATE_STYLE[state]}]{label}[/]", str(info.slots), running,
-                      ",".join(info.capabilities), version, _ago(age))
+                      ",".join(info.capabilities), info.enforcement or "-", version, _ago(age))
     return table
 
 

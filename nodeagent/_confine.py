@@ -1,0 +1,80 @@
+"""What a task may use on this node: its own GPUs, and its CPUs and memory held by the node's limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from qubits._records import TaskSpec
+
+from ._gpus import Gpu, GpuBinder, detect, offer, visible_env
+from ._limits import Confined, Limits
+
+if TYPE_CHECKING:
+    from ._agent import AgentConfig
+
+
+@dataclass
+class Bound:
+    """One running task's share of the node."""
+
+    key: str
+    limits: Confined
+    gpus: list[str] | None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def own_process(self) -> bool:
+        """Whether the task needs a process of its own (not a pooled Python worker) to be held to it."""
+        return bool(self.limits.memory or self.limits.cpus or self.gpus)
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        return [*self.limits.prefix, *argv]
+
+
+class Confinement:
+    """The node's GPUs and limits. Made once per agent: it finds the GPUs and adds what they offer to
+    the agent's capabilities and resources (``gpu``, ``gpu:{model}``, ``gpus``, ``gpu_memory``)."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.gpus: list[Gpu] = detect()
+        offer(self.gpus, config.capabilities, config.resources)
+        lent = int(config.resources.get("gpus", 0))
+        ids = [g.id for g in self.gpus][:lent] if self.gpus else [str(i) for i in range(lent)]
+        self.binder = GpuBinder(ids)
+        self.limits = Limits(config.name)
+
+    @property
+    def kind(self) -> str:
+        """How limits are enforced here: cgroup2, cgroup1 or rss+affinity."""
+        return self.limits.kind
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The GPUs, for the node's presence record."""
+        return [{"id": g.id, "name": g.name, "model": g.model, "memory_gb": g.memory_gb} for g in self.gpus]
+
+    def can_take(self, spec: TaskSpec) -> bool:
+        """Whether a device is free for ``spec`` now (counts alone miss a fragmented fractional split)."""
+        return self.binder.can_take(float(spec.resources.get("gpus", 0) or 0))
+
+    def bind(self, key: str, spec: TaskSpec) -> Bound:
+        """Devices and limits for task ``key``. OSError: its cgroups could not be made."""
+        res = spec.resources
+        gpus = self.binder.take(key, float(res.get("gpus", 0) or 0))
+        try:
+            limits = self.limits.confine(key, res.get("cpus") or None, res.get("memory") or None)
+        except OSError:
+            self.binder.give(key)
+            raise
+        return Bound(key, limits, gpus, visible_env(gpus))
+
+    async def release(self, bound: Bound) -> None:
+        self.binder.give(bound.key)
+        await self.limits.release(bound.limits)
+
+    def out_of_memory(self, bound: Bound, code: int) -> str | None:
+        """Why the task died, if for memory: a sentence for status and ``why``."""
+        if not bound.limits.memory or not self.limits.out_of_memory(bound.limits, code):
+            return None
+        gb = bound.limits.memory / 2**30
+        return f"out of memory: the task went over its memory limit of {gb:g} GB and was killed ({self.kind})"
