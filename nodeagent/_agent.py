@@ -59,6 +59,8 @@ class AgentConfig:
     max_idle_poll: float | None = None
     jobs: list[str] = field(default_factory=list)
     """Only claim tasks of these jobs (empty: any job)."""
+    share_weights: dict[str, float] = field(default_factory=dict)
+    """Fair-share weight per submitting user (default 1 each)."""
 
 
 class Agent:

@@ -22,6 +22,7 @@ from qubits._records import JobSpec, Lease, Outcome
 from qubits._scan import ReadyEntry
 
 from ._confine import Bound, Confinement
+from ._fairshare import FairShare
 from ._leases import supervise
 from ._locality import DataLocality
 from ._pool import PooledTask, WorkerPool
@@ -61,11 +62,14 @@ class Executor:
         self.data = DataLocality(agent, cache_dir)
         self.pool = WorkerPool(agent.config.slots, cache_dir / "work")
         self.confinement = Confinement(agent.config)
+        self.fairshare = FairShare(agent.specs, agent.config.share_weights)
 
     # -- hooks used by the agent ---------------------------------------------------------------------
     def order_ready(self, entries: list[ReadyEntry], start: int = 0, *, fresh: bool = True) -> None:
-        """Order ready entries: priority first, then data locality (see ``DataLocality.order``)."""
+        """Order ready entries: by fair share between submitters, then priority, then data locality
+        (see ``DataLocality.order`` and ``FairShare.order``)."""
         self.data.order(entries, start, fresh=fresh)
+        self.fairshare.order(entries, start)
 
     def set_paused(self, claim: Claim, paused: bool) -> None:
         proc = self.procs.get(f"{claim.job}/{claim.task}")
@@ -157,6 +161,7 @@ class Executor:
         interrupt = asyncio.Event()
         self.procs[key] = proc
         self._interrupts[key] = interrupt
+        self.fairshare.started(job.submitter)
         try:
             await proc.start()
             if isinstance(proc, TaskProcess) and proc.proc is not None:
@@ -181,6 +186,7 @@ class Executor:
             code = waiter.result() if waiter.done() and not waiter.cancelled() else -9
             return await self._ended(claim, job, why, code, scratch, bound)
         finally:
+            self.fairshare.ended(job.submitter)
             await self.confinement.release(bound)
             self.procs.pop(key, None)
             self._interrupts.pop(key, None)

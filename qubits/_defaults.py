@@ -45,3 +45,6 @@ MAX_SPEC_BYTES = 1 << 20
 """The largest task spec accepted (1 MiB): bulk data belongs in datasets or files, not in specs."""
 FORMAT_VERSION = 1
 """The version of the object formats this release writes and reads."""
+FAIR_SHARE_HALF_LIFE = 600.0
+"""Seconds over which an agent's memory of who used its slots halves (fair share's tie-breaker, as in
+SLURM's decayed usage): between submitters running equally, the one that ran less lately goes first."""

@@ -157,6 +157,10 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    if args.shares:
+        from ._shares import show_shares
+
+        return show_shares(_client(args), as_json=args.json)
     client = _client(args)
     specs = client.jobs()
     if args.json:
@@ -237,6 +241,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q = sub.add_parser("jobs", help="list jobs")
     add_jobspace_option(q)
     q.add_argument("--json", action="store_true")
+    q.add_argument("--shares", action="store_true", help="each user's running tasks and share of what runs (fair share)")
     q.set_defaults(func=cmd_jobs)
     q = sub.add_parser("last", help="print the last job's id")
     add_jobspace_option(q)
