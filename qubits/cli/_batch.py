@@ -195,7 +195,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     q = sub.add_parser("pull", help="download a batch's archived results: pull [JOB|namespace/batch] DEST")
     add_jobspace_option(q)
-    q.add_argument("source", nargs="?", default="last", help="a batch job id, or namespace/batch (default: the last job)")
+    q.add_argument("source", nargs="?", default="last",
+                   help="a batch job id, namespace/batch, or the batch file itself (qubits' or distribute's; default: the last job)")
     q.add_argument("dest", help="local folder; files land in DEST/namespace/batch/job/")
     q.add_argument("--include", "-i", action="append", default=[], metavar="RE", help="only paths matching this regex (repeatable)")
     q.add_argument("--exclude", "-e", action="append", default=[], metavar="RE", help="leave out paths matching this regex (repeatable)")
