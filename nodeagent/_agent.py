@@ -456,6 +456,7 @@ class Agent:
             seq=self._presence_seq,
             stopped=stopped,
             enforcement=self.executor.confinement.kind,
+            runtimes=self.executor.confinement.runtimes,
             gpus=self.executor.confinement.describe(),
         )
         with contextlib.suppress(jobspaces.TransientError):

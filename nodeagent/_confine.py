@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qubits._records import TaskSpec
 
+from . import _containers as containers
 from ._gpus import Gpu, GpuBinder, detect, offer, visible_env
 from ._limits import Confined, Limits
 
@@ -28,6 +31,9 @@ class Bound:
         """Whether the task needs a process of its own (not a pooled Python worker) to be held to it."""
         return bool(self.limits.memory or self.limits.cpus or self.gpus)
 
+    container: tuple[str, str] | None = None
+    """(runtime, container name) while the task runs in a podman/docker container."""
+
     def wrap(self, argv: list[str]) -> list[str]:
         return [*self.limits.prefix, *argv]
 
@@ -43,6 +49,10 @@ class Confinement:
         ids = [g.id for g in self.gpus][:lent] if self.gpus else [str(i) for i in range(lent)]
         self.binder = GpuBinder(ids)
         self.limits = Limits(config.name)
+        self.runtimes = containers.detect()
+        for cap in containers.capabilities(self.runtimes):
+            if cap not in config.capabilities:
+                config.capabilities.append(cap)
 
     @property
     def kind(self) -> str:
@@ -68,9 +78,24 @@ class Confinement:
             raise
         return Bound(key, limits, gpus, visible_env(gpus))
 
+    def in_image(self, bound: Bound, spec: TaskSpec, argv: list[str], *, binds: list[Path], workdir: Path, env: dict[str, str], name: str) -> list[str]:
+        """``argv`` run inside the task's image. RuntimeError: no runtime here can run it."""
+        assert spec.image
+        runtime = containers.choose(self.runtimes, spec.image)
+        daemon = runtime in ("podman", "docker")  # their containers sit outside the task's cgroup: limits go to them
+        names = [k for k in env if k.startswith("QUBITS_") or k in spec.env or k.endswith("_VISIBLE_DEVICES")]
+        if daemon:
+            bound.container = (runtime, name)
+        return containers.wrap(
+            runtime, spec.image, argv, binds=binds, workdir=workdir, env_names=names, gpus=bound.gpus, name=name,
+            memory=bound.limits.memory if daemon else None, cpus=bound.limits.cpus if daemon else None,
+        )
+
     async def release(self, bound: Bound) -> None:
         self.binder.give(bound.key)
         await self.limits.release(bound.limits)
+        if bound.container is not None:
+            await asyncio.to_thread(containers.remove, *bound.container)
 
     def out_of_memory(self, bound: Bound, code: int) -> str | None:
         """Why the task died, if for memory: a sentence for status and ``why``."""

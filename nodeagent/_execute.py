@@ -21,6 +21,7 @@ from qubits._protocol import Claim
 from qubits._records import JobSpec, Lease, Outcome
 from qubits._scan import ReadyEntry
 
+from . import _containers as containers
 from ._confine import Bound, Confinement
 from ._fairshare import FairShare
 from ._leases import supervise
@@ -153,11 +154,20 @@ class Executor:
         except (OSError, RuntimeError) as exc:
             return Result(Outcome.FAILED, f"could not set this task's limits on {agent.config.name}: {exc}")
         env.update(bound.env)
+        env["QUBITS_CONTAINER_RUNTIMES"] = ",".join(self.confinement.runtimes)  # a batch runner needs no probe
         proc: TaskProcess | PooledTask
-        if self.pool.serves(claim.spec) and not bound.own_process:
+        if self.pool.serves(claim.spec) and not bound.own_process and not claim.spec.image:
             proc = PooledTask(self.pool, job.code or "", cwd=cwd, env=env, scratch=scratch, sink=sink, flush_every=LOG_FLUSH)
         else:
-            proc = TaskProcess(bound.wrap(self.command(claim, job)), cwd=cwd, env=env, sink=sink, flush_every=LOG_FLUSH)
+            argv = self.command(claim, job)
+            if claim.spec.image and job.kind != "batch":  # a batch job enters its image in _batchrun
+                try:
+                    argv = self.confinement.in_image(bound, claim.spec, argv, binds=[cwd, scratch], workdir=cwd, env=env,
+                                                     name=containers.container_name(key, claim.attempt))
+                except RuntimeError as exc:
+                    await self.confinement.release(bound)
+                    return Result(Outcome.FAILED, str(exc))
+            proc = TaskProcess(bound.wrap(argv), cwd=cwd, env=env, sink=sink, flush_every=LOG_FLUSH)
         interrupt = asyncio.Event()
         self.procs[key] = proc
         self._interrupts[key] = interrupt

@@ -84,8 +84,10 @@ def _safe(name: str) -> str:
 class Limits:
     """This node's way of enforcing limits (``kind``), and the limits of each running task."""
 
-    def __init__(self, agent_name: str, *, root: Path | None = None) -> None:
-        """``root``: look for cgroups there instead of the real mounts (tests)."""
+    def __init__(self, agent_name: str, *, root: Path | None = None, probe_only: bool = False) -> None:
+        """``root``: look for cgroups there instead of the real mounts (tests). ``probe_only``: only find
+        the ``kind``, writing nothing (``qubits doctor``)."""
+        self.probe_only = probe_only
         self.scope = f"qubits-{_safe(agent_name)}"
         self.kind = "rss+affinity"
         self.v2: Path | None = None
@@ -115,7 +117,8 @@ class Limits:
         if len(v1) == 2:
             try:
                 for path in v1.values():
-                    path.mkdir(exist_ok=True)
+                    if not self.probe_only:
+                        path.mkdir(exist_ok=True)
             except OSError:
                 return
             self.v1, self.kind = v1, "cgroup1"
@@ -126,6 +129,9 @@ class Limits:
         try:
             if not _writable_dir(own) or not {"memory", "cpu"} <= set((own / "cgroup.controllers").read_text().split()):
                 return False
+            if self.probe_only:
+                self.kind = "cgroup2"
+                return True
             leaf = own / "agent"
             leaf.mkdir(exist_ok=True)
             (leaf / "cgroup.procs").write_text(str(os.getpid()))

@@ -56,6 +56,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             max_attempts=args.max_attempts,
             timeout=args.timeout,
             priority=args.priority,
+            image=args.image,
             delay=args.delay,
         )
     print(job.id)
@@ -211,6 +212,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--max-attempts", type=int, help="attempts per task before it ends failed (default 3)")
     p.add_argument("--timeout", type=float, help="seconds a task may run")
     p.add_argument("--priority", type=int, default=0, help="higher runs first")
+    p.add_argument("--image", help="run each command inside this container image (docker://…, a reference, or a .sif file)")
     p.add_argument("--delay", type=float, default=0.0, metavar="SECONDS", help="start no task before this many seconds from now")
     p.add_argument("--wait", action="store_true", help="wait for the job and exit 1 if a task failed")
     p.add_argument("--profile", "-p", help="Qfile profile")

@@ -17,7 +17,7 @@ import qubits
 from nodeagent._limits import Limits
 from tests.agents import AgentProcess, run_cli
 
-NATIVE = Limits("probe").kind
+NATIVE = Limits("probe", probe_only=True).kind
 
 
 @pytest.fixture(params=["native", "rss"])
