@@ -70,7 +70,7 @@ class Executor:
         """Order ready entries: by fair share between submitters, then priority, then data locality
         (see ``DataLocality.order`` and ``FairShare.order``)."""
         self.data.order(entries, start, fresh=fresh)
-        self.fairshare.order(entries, start)
+        self.fairshare.order(entries, start, fresh=fresh)
 
     def set_paused(self, claim: Claim, paused: bool) -> None:
         proc = self.procs.get(f"{claim.job}/{claim.task}")

@@ -31,6 +31,7 @@ class FairShare:
         self._clock = clock
         self._at = clock()
         self._loading: set[str] = set()
+        self._single = False
 
     def weight(self, who: str) -> float:
         return max(1e-6, self.weights.get(who, 1.0))
@@ -67,13 +68,18 @@ class FairShare:
         finally:
             self._loading.discard(job)
 
-    def order(self, entries: list[ReadyEntry], start: int = 0) -> None:
+    def order(self, entries: list[ReadyEntry], start: int = 0, *, fresh: bool = True) -> None:
         """Interleave ``entries[start:]`` by submitter: each next entry is the first waiting one of the
         submitter whose running tasks (counting those already placed before it) weigh least. The order
-        within one submitter's entries is kept (priority first, as ordered before)."""
+        within one submitter's entries is kept (priority first, as ordered before). The rest of a reused
+        page (not ``fresh``) is left as it is when its fresh listing had one submitter."""
+        if not fresh and self._single:
+            return
         queues: dict[str, list[ReadyEntry]] = defaultdict(list)
         for entry in entries[start:]:
             queues[self._who(entry.job)].append(entry)
+        if fresh:
+            self._single = len(queues) < 2 and "" not in queues
         if len(queues) < 2:
             return
         self._decay()

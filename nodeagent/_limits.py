@@ -114,13 +114,7 @@ class Limits:
                     base = Path(point) / own[controller].lstrip("/")
                     if _writable_dir(base):
                         v1[controller] = base / self.scope
-        if len(v1) == 2:
-            try:
-                for path in v1.values():
-                    if not self.probe_only:
-                        path.mkdir(exist_ok=True)
-            except OSError:
-                return
+        if len(v1) == 2:  # the agent's own folder in each is made with its first task's, and goes with its last
             self.v1, self.kind = v1, "cgroup1"
 
     def _setup_v2(self, own: Path) -> bool:
@@ -167,14 +161,14 @@ class Limits:
         elif self.v1:
             if memory:
                 group = self.v1["memory"] / name
-                group.mkdir(exist_ok=True)
+                group.mkdir(parents=True, exist_ok=True)
                 (group / "memory.limit_in_bytes").write_text(str(memory))
                 with contextlib.suppress(OSError):  # no swap accounting on this kernel
                     (group / "memory.memsw.limit_in_bytes").write_text(str(memory))
                 conf.groups.append(group)
             if cpus:
                 group = self.v1["cpu"] / name
-                group.mkdir(exist_ok=True)
+                group.mkdir(parents=True, exist_ok=True)
                 (group / "cpu.cfs_period_us").write_text(str(CFS_PERIOD))
                 (group / "cpu.cfs_quota_us").write_text(str(max(1000, int(cpus * CFS_PERIOD))))
                 conf.groups.append(group)
@@ -251,6 +245,9 @@ class Limits:
                     break
                 except OSError:
                     await asyncio.sleep(0.05)
+            if self.v1:
+                with contextlib.suppress(OSError):  # busy while other tasks of this agent run
+                    group.parent.rmdir()
 
 
 def _kill_group(pgid: int) -> None:
