@@ -85,7 +85,8 @@ def test_sigterm_drains_finishing_short_tasks_and_releasing_long_ones(local_url:
 
 
 def test_an_idle_agent_wakes_on_submit_and_nodes_shows_it(local_url: str, tmp_path: Path) -> None:
-    agent = AgentProcess(local_url, cache=tmp_path / "a", slots=1, name="idler", capabilities=("gpu",))
+    # Only the capability given: a container runtime on this machine would add its own (see test_containers).
+    agent = AgentProcess(local_url, cache=tmp_path / "a", slots=1, name="idler", capabilities=("gpu",), env={"QUBITS_CONTAINER_RUNTIMES": "none"})
     try:
         client = qubits.connect(local_url)
         time.sleep(3)  # long enough for the idle poll to back off to its longest pause
