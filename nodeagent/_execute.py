@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,7 +176,7 @@ class Executor:
         try:
             await proc.start()
             if isinstance(proc, TaskProcess) and proc.proc is not None:
-                self.confinement.limits.started(bound.limits, proc.proc.pid, lambda: proc.proc is None or proc.proc.returncode is not None)
+                self.confinement.limits.started(bound.limits, proc.proc.pid, _exited(proc.proc), f"QUBITS_SCRATCH={scratch}", _pipes_held(proc.proc))
             if agent.control.paused:
                 proc.pause()
             waiter = asyncio.ensure_future(proc.wait())
@@ -244,6 +245,15 @@ class Executor:
             return True, data
         await js.put(layout.result(claim.job, claim.task, claim.attempt), data)
         return True, None
+
+
+def _exited(proc: asyncio.subprocess.Process) -> Callable[[], bool]:
+    return lambda: proc.returncode is not None
+
+
+def _pipes_held(proc: asyncio.subprocess.Process) -> Callable[[], bool]:
+    """Whether a process still holds the task's output pipes open (their reader has not seen the end)."""
+    return lambda: not all(stream is None or stream.at_eof() for stream in (proc.stdout, proc.stderr))
 
 
 def why_keep_scratch() -> bool:

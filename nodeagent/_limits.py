@@ -187,14 +187,18 @@ class Limits:
             self._core_load[c] += 1
         return sorted(cores)
 
-    def started(self, conf: Confined, pgid: int, exited: Callable[[], bool]) -> None:
-        """The task runs as process group ``pgid``; ``exited`` says when its first process has ended."""
-        conf.watcher = asyncio.create_task(self._watch(conf, pgid, exited))
+    def started(self, conf: Confined, pgid: int, exited: Callable[[], bool], marker: str, held: Callable[[], bool]) -> None:
+        """The task runs as process group ``pgid``; ``exited`` says when its first process has ended;
+        ``marker`` (``NAME=value``) is in the environment of every process it starts, and no other's;
+        ``held`` says whether something still holds its output pipes open."""
+        conf.watcher = asyncio.create_task(self._watch(conf, pgid, exited, marker.encode(), held))
 
-    async def _watch(self, conf: Confined, pgid: int, exited: Callable[[], bool]) -> None:
+    async def _watch(self, conf: Confined, pgid: int, exited: Callable[[], bool], marker: bytes, held: Callable[[], bool]) -> None:
         """Watch the task's memory where no cgroup does; and once its first process has ended, kill what
         it left behind (a background child, one that left the group with setsid): the task is over, and
-        a leftover holding its output pipes would hold the task open."""
+        a leftover holding its output pipes would hold the task open. Without a cgroup, a process that
+        left the group and still holds the pipes is found by the marker in its environment (a scan of
+        /proc, only then: it costs milliseconds)."""
         watch_memory = conf.memory is not None and not conf.groups
         while not exited():
             if watch_memory and conf.memory is not None and _group_rss(pgid) > conf.memory:
@@ -203,10 +207,14 @@ class Limits:
                 return
             await asyncio.sleep(RSS_WATCH)
         _kill_group(pgid)
-        for group in conf.groups:
-            for pid in _pids(group):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+        if conf.groups:
+            pids = [pid for group in conf.groups for pid in _pids(group)]
+        else:
+            await asyncio.sleep(0.1)  # the group's own ends of the pipes close
+            pids = await asyncio.to_thread(_marked, marker) if held() else []
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
     def out_of_memory(self, conf: Confined, code: int) -> bool:
         """Whether the task was killed for going over its memory limit."""
@@ -253,6 +261,18 @@ class Limits:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def _marked(marker: bytes) -> list[int]:
+    """Processes of this user whose environment holds ``marker`` (read from /proc)."""
+    found = []
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != me:
+            with contextlib.suppress(OSError):
+                if marker in Path(entry.path, "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+    return found
 
 
 def _pids(group: Path) -> list[int]:

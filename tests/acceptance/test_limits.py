@@ -97,23 +97,37 @@ def test_a_cpu_bound_task_is_held_to_its_quota(local_url: str, tmp_path: Path, w
     assert cpu / wall <= 1.1, f"{cpu:.2f} CPU-seconds in {wall:.2f} s: more than the one CPU asked for"
 
 
-def test_the_whole_process_tree_goes_with_the_task(local_url: str, tmp_path: Path) -> None:
-    if NATIVE == "rss+affinity":
-        pytest.skip("a process that leaves its group (setsid) is only held by a cgroup, and none is writable here")
+def test_the_whole_process_tree_goes_with_the_task(local_url: str, tmp_path: Path, way: str) -> None:
     pidfile = tmp_path / "escaped"
     client = qubits.connect(local_url)
     job = client.submit_commands([f"setsid sleep 300 & echo $! > {pidfile}; sleep 300"], resources={"cpus": 1}, timeout=2, max_attempts=1)
-    agent = _agent(local_url, tmp_path, "native")
+    agent = _agent(local_url, tmp_path, way)
     try:
         status = job.wait(timeout=60)
     finally:
         agent.stop()
     assert not status.ok and "timed out" in (job.results()["t000001"].error or ""), status.summary()
-    pid = int(pidfile.read_text())
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+    assert _dead(int(pidfile.read_text())), "a child that left the task's process group was still running"
+
+
+def _dead(pid: int, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]:
+            return True
         time.sleep(0.1)
-    alive = Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
-    if alive:
-        os.kill(pid, 9)
-    assert not alive, "a child that left the task's process group was still running"
+    os.kill(pid, 9)
+    return False
+
+
+def test_a_task_that_leaves_a_child_behind_ends_and_the_child_goes(local_url: str, tmp_path: Path) -> None:
+    pidfile = tmp_path / "left"
+    client = qubits.connect(local_url)
+    job = client.submit_commands([f"setsid sleep 300 & echo $! > {pidfile}; echo finished"])  # no limits asked
+    agent = AgentProcess(local_url, cache=tmp_path / "cache", slots=1, name="plain")
+    try:
+        status = job.wait(timeout=30)  # before: held open until the child ended, by the pipes it kept
+    finally:
+        agent.stop()
+    assert status.ok and b"finished" in job.logs("t000001")
+    assert _dead(int(pidfile.read_text())), "the child that left the task's group was still running"
