@@ -137,6 +137,7 @@ def test_systemd_unit_drains_longer_than_the_ttl_and_keeps_credentials_out(tmp_p
     assert stop > 120 and stop > 45
     assert "AWS_" not in unit and "SECRET" not in unit
     assert "KillSignal=SIGTERM" in unit and signal.SIGTERM
+    assert "Delegate=yes" in unit, "the agent may make its tasks' cgroups below its own (limits enforced by cgroup2)"
 
 
 def test_timeouts_priorities_and_delays(local_url: str, tmp_path: Path) -> None:
