@@ -61,6 +61,8 @@ def test_a_task_over_its_memory_is_killed_and_reported_out_of_memory(local_url: 
     assert not status.ok
     why = run_cli("why", job.id, "t000001", "--jobspace", local_url)
     assert "out of memory" in why.stdout + why.stderr, why.stdout + why.stderr
+    shown = run_cli("status", job.id, "--jobspace", local_url, env={"COLUMNS": "300"})
+    assert "out of memory" in shown.stdout + shown.stderr, shown.stdout + shown.stderr
 
 
 BUSY = """
