@@ -455,9 +455,7 @@ class Agent:
             wall=time.time(),
             seq=self._presence_seq,
             stopped=stopped,
-            enforcement=self.executor.confinement.kind,
-            runtimes=self.executor.confinement.runtimes,
-            gpus=self.executor.confinement.describe(),
+            **self.executor.confinement.presence(),
         )
         with contextlib.suppress(jobspaces.TransientError):
             await self.js.put(layout.node(self.config.name), info.to_json())

@@ -59,9 +59,10 @@ class Confinement:
         """How limits are enforced here: cgroup2, cgroup1 or rss+affinity."""
         return self.limits.kind
 
-    def describe(self) -> list[dict[str, Any]]:
-        """The GPUs, for the node's presence record."""
-        return [{"id": g.id, "name": g.name, "model": g.model, "memory_gb": g.memory_gb} for g in self.gpus]
+    def presence(self) -> dict[str, Any]:
+        """What the node's presence record says of it: enforcement, container runtimes, GPUs."""
+        gpus = [{"id": g.id, "name": g.name, "model": g.model, "memory_gb": g.memory_gb} for g in self.gpus]
+        return {"enforcement": self.kind, "runtimes": list(self.runtimes), "gpus": gpus}
 
     def can_take(self, spec: TaskSpec) -> bool:
         """Whether a device is free for ``spec`` now (counts alone miss a fragmented fractional split)."""
