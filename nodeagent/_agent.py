@@ -59,6 +59,8 @@ class AgentConfig:
     max_idle_poll: float | None = None
     jobs: list[str] = field(default_factory=list)
     """Only claim tasks of these jobs (empty: any job)."""
+    share_weights: dict[str, float] = field(default_factory=dict)
+    """Fair-share weight per submitting user (default 1 each)."""
 
 
 class Agent:
@@ -112,7 +114,7 @@ class Agent:
             amount <= self.config.resources.get(name, 0.0) - self.used.get(name, 0.0)
             for name, amount in spec.resources.items()
             if amount
-        )
+        ) and self.executor.confinement.can_take(spec)
 
     async def is_cancelled(self, job: str, max_age: float = CANCEL_CHECK) -> bool:
         cached = self._cancelled.get(job)
@@ -453,6 +455,7 @@ class Agent:
             wall=time.time(),
             seq=self._presence_seq,
             stopped=stopped,
+            **self.executor.confinement.presence(),
         )
         with contextlib.suppress(jobspaces.TransientError):
             await self.js.put(layout.node(self.config.name), info.to_json())

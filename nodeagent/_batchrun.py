@@ -36,6 +36,8 @@ import jobspaces
 from qubits import _layout as layout
 from qubits._exit import leave
 
+from . import _containers as containers
+
 INIT_FAILED = 1
 
 
@@ -174,10 +176,32 @@ def main(argv: list[str]) -> int:
         js.close()
     env.update(QUBITS_BATCH=f"{cfg['namespace']}/{cfg['batch']}", QUBITS_BATCH_JOB=str(task["payload"].get("batch_job") or task["id"]))
     os.chdir(work)
+    argv = ["/bin/sh", "-c", command]
+    image = env.get("QUBITS_IMAGE")
+    if image:  # the batch's image, pulled by the init step: the job runs inside it
+        try:
+            argv = in_image(image, argv, env, scratch, work, f"{task['id']}")
+        except RuntimeError as exc:
+            (scratch / "error.json").write_text(json.dumps({"error": str(exc)}))
+            print(f"qubits: {exc}", file=sys.stderr)
+            return INIT_FAILED
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve("/bin/sh", ["/bin/sh", "-c", command], env)
+    os.execve(argv[0], argv, env)
     return 127  # not reached
+
+
+def in_image(image: str, argv: list[str], env: dict[str, str], scratch: Path, work: Path, task: str) -> list[str]:
+    """``argv`` inside the batch's image, with the runtime that pulled it (a .sif: apptainer or
+    singularity; a reference: podman or docker), the scratch and init folders bound."""
+    sif = containers.is_sif(image)
+    runtimes = [r for r in containers.detect() if (r in ("apptainer", "singularity")) == sif]
+    runtime = containers.choose(runtimes, image)
+    gpus = [g for g in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g] or None
+    binds = [scratch, Path(env["QUBITS_INIT"])] if env.get("QUBITS_INIT") else [scratch]
+    names = [k for k in env if k.startswith("QUBITS_") or k.endswith("_VISIBLE_DEVICES")]
+    name = containers.container_name(f"{env.get('QUBITS_JOB', 'job')}/{task}", int(env.get("QUBITS_ATTEMPT", "1")))
+    return containers.wrap(runtime, image, argv, binds=binds, workdir=work, env_names=names, gpus=gpus, name=name)
 
 
 if __name__ == "__main__":

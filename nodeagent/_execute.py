@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,9 @@ from qubits._protocol import Claim
 from qubits._records import JobSpec, Lease, Outcome
 from qubits._scan import ReadyEntry
 
+from . import _containers as containers
+from ._confine import Bound, Confinement
+from ._fairshare import FairShare
 from ._leases import supervise
 from ._locality import DataLocality
 from ._pool import PooledTask, WorkerPool
@@ -61,11 +65,15 @@ class Executor:
         self.dag = Dag(agent.proto, agent.specs)
         self.data = DataLocality(agent, cache_dir)
         self.pool = WorkerPool(agent.config.slots, cache_dir / "work")
+        self.confinement = Confinement(agent.config)
+        self.fairshare = FairShare(agent.specs, agent.config.share_weights)
 
     # -- hooks used by the agent ---------------------------------------------------------------------
     def order_ready(self, entries: list[ReadyEntry], start: int = 0, *, fresh: bool = True) -> None:
-        """Order ready entries: priority first, then data locality (see ``DataLocality.order``)."""
+        """Order ready entries: by fair share between submitters, then priority, then data locality
+        (see ``DataLocality.order`` and ``FairShare.order``)."""
         self.data.order(entries, start, fresh=fresh)
+        self.fairshare.order(entries, start, fresh=fresh)
 
     def set_paused(self, claim: Claim, paused: bool) -> None:
         proc = self.procs.get(f"{claim.job}/{claim.task}")
@@ -154,17 +162,34 @@ class Executor:
                 await agent.js.put(layout.log_part(claim.job, claim.task, claim.attempt, stream, n), data)
             flushed[0] += 1
 
+        key = f"{claim.job}/{claim.task}"
+        try:
+            bound = self.confinement.bind(key, claim.spec)
+        except (OSError, RuntimeError) as exc:
+            return Result(Outcome.FAILED, f"could not set this task's limits on {agent.config.name}: {exc}")
+        env.update(bound.env)
+        env["QUBITS_CONTAINER_RUNTIMES"] = ",".join(self.confinement.runtimes)  # a batch runner needs no probe
         proc: TaskProcess | PooledTask
-        if self.pool.serves(claim.spec):
+        if self.pool.serves(claim.spec) and not bound.own_process and not claim.spec.image:
             proc = PooledTask(self.pool, job.code or "", cwd=cwd, env=env, scratch=scratch, sink=sink, flush_every=LOG_FLUSH)
         else:
-            proc = TaskProcess(self.command(claim, job), cwd=cwd, env=env, sink=sink, flush_every=LOG_FLUSH)
-        key = f"{claim.job}/{claim.task}"
+            argv = self.command(claim, job)
+            if claim.spec.image and job.kind != "batch":  # a batch job enters its image in _batchrun
+                try:
+                    argv = self.confinement.in_image(bound, claim.spec, argv, binds=[cwd, scratch], workdir=cwd, env=env,
+                                                     name=containers.container_name(key, claim.attempt))
+                except RuntimeError as exc:
+                    await self.confinement.release(bound)
+                    return Result(Outcome.FAILED, str(exc))
+            proc = TaskProcess(bound.wrap(argv), cwd=cwd, env=env, sink=sink, flush_every=LOG_FLUSH)
         interrupt = asyncio.Event()
         self.procs[key] = proc
         self._interrupts[key] = interrupt
+        self.fairshare.started(job.submitter)
         try:
             await proc.start()
+            if isinstance(proc, TaskProcess) and proc.proc is not None:
+                self.confinement.limits.started(bound.limits, proc.proc.pid, _exited(proc.proc), f"QUBITS_SCRATCH={scratch}", _pipes_held(proc.proc))
             if agent.control.paused:
                 proc.pause()
             waiter = asyncio.ensure_future(proc.wait())
@@ -183,14 +208,18 @@ class Executor:
                 with contextlib.suppress(asyncio.CancelledError):
                     await waiter
             code = waiter.result() if waiter.done() and not waiter.cancelled() else -9
-            return await self._ended(claim, job, why, code, scratch)
+            return await self._ended(claim, job, why, code, scratch, bound)
         finally:
+            self.fairshare.ended(job.submitter)
+            await self.confinement.release(bound)
             self.procs.pop(key, None)
             self._interrupts.pop(key, None)
             if not why_keep_scratch():
                 shutil.rmtree(scratch, ignore_errors=True)
 
-    async def _ended(self, claim: Claim, job: JobSpec, why: str, code: int, scratch: Path) -> Result:
+    async def _ended(self, claim: Claim, job: JobSpec, why: str, code: int, scratch: Path, bound: Bound) -> Result:
+        if why == "exited" and (oom := self.confinement.out_of_memory(bound, code)):
+            return Result(Outcome.FAILED, oom, code, final=True)  # the same limit would be hit again
         if why == "lost":
             return Result(None, "lease lost")
         if why == "cancelled":
@@ -229,6 +258,15 @@ class Executor:
             return True, data
         await js.put(layout.result(claim.job, claim.task, claim.attempt), data)
         return True, None
+
+
+def _exited(proc: asyncio.subprocess.Process) -> Callable[[], bool]:
+    return lambda: proc.returncode is not None
+
+
+def _pipes_held(proc: asyncio.subprocess.Process) -> Callable[[], bool]:
+    """Whether a process still holds the task's output pipes open (their reader has not seen the end)."""
+    return lambda: not all(stream is None or stream.at_eof() for stream in (proc.stdout, proc.stderr))
 
 
 def why_keep_scratch() -> bool:

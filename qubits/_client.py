@@ -52,12 +52,16 @@ class Client:
         priority: int = 0,
         env: dict[str, str] | None = None,
         delay: float = 0.0,
+        image: str | None = None,
     ) -> Job:
         """Submit one task per shell command line (blank lines and # comments skipped), like a job array.
 
         ``delay``: no task starts before this many seconds from now (a scheduling hint: agents compare
-        it with their own wall clocks)."""
+        it with their own wall clocks). ``image``: each command runs inside this container image, on
+        agents with a container runtime (they offer the capability ``container``)."""
         not_before = time.time() + delay if delay else 0.0
+        if image:
+            requires = sorted({*requires, "container"})
 
         def tasks() -> Iterator[TaskSpec]:
             n = 0
@@ -80,6 +84,7 @@ class Client:
                     env=dict(env or {}),
                     name=line[:200],
                     not_before=not_before,
+                    image=image or None,
                     **extra,
                 )
 

@@ -56,3 +56,6 @@ before it looks identities up one by one."""
 
 GRAPH_REFRESH = 2.0
 """Seconds between rewrites of ``make --graph``'s page while its job runs (and the page's reload interval)."""
+FAIR_SHARE_HALF_LIFE = 600.0
+"""Seconds over which an agent's memory of who used its slots halves (fair share's tie-breaker, as in
+SLURM's decayed usage): between submitters running equally, the one that ran less lately goes first."""

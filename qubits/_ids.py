@@ -57,7 +57,10 @@ def default_node_name() -> str:
 
 
 def submitter() -> str:
-    """user@host, for display."""
+    """user@host, for display and fair share (QUBITS_SUBMITTER names another: a shared account's user)."""
+    named = os.environ.get("QUBITS_SUBMITTER")
+    if named:
+        return named
     try:
         user = os.getlogin()
     except OSError:

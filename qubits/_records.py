@@ -110,6 +110,9 @@ class TaskSpec(Record):
     not_before: float = 0.0
     env: dict[str, str] = field(default_factory=dict)
     name: str = ""
+    image: str | None = None
+    """A container image the command runs in (docker://…, a registry reference, or a .sif file); such a
+    task also requires the capability ``container``."""
 
 
 @dataclass(frozen=True)
@@ -219,3 +222,9 @@ class NodeInfo(Record):
     wall: float = 0.0
     seq: int = 0
     stopped: bool = False
+    runtimes: list[str] = field(default_factory=list)
+    """The container runtimes that work on the node (apptainer, singularity, podman, docker)."""
+    enforcement: str = ""
+    """How the node holds tasks to their cpus and memory: cgroup2, cgroup1 or rss+affinity."""
+    gpus: list[dict[str, Any]] = field(default_factory=list)
+    """The GPUs the agent found: id, name, model, memory_gb."""

@@ -219,6 +219,10 @@ class Specs:
             pass  # a hint: agents poll anyway, only later
 
     # -- read --------------------------------------------------------------------------------------
+    def cached_job(self, job: str) -> JobSpec | None:
+        """The job spec if it was read already (None: not yet)."""
+        return self._jobs.get(job)
+
     async def job(self, job: str) -> JobSpec:
         """The job spec; NotFoundError if there is none."""
         cached = self._jobs.get(job)

@@ -33,6 +33,7 @@ from .. import _layout as layout
 from .._client import Client
 from .._records import JobSpec
 from ..errors import NotFoundError, UsageError
+from ._distribute import source_of
 from ._model import NAME
 
 ARCHIVE = "archive/"
@@ -130,6 +131,11 @@ def resolve_source(client: Client, source: str | None) -> tuple[str, JobSpec | N
     """``namespace/batch`` or a job id (default: the last job) → (archive prefix, the job whose
     decided tasks to read directly when their archive is not written yet: the named job, or the
     latest job of that batch)."""
+    if source and (path := source_of(source)) is not None:  # the batch file itself, as distribute pulls
+        from ._load import load_batch
+
+        loaded = load_batch(path)
+        source = f"{loaded.namespace}/{loaded.name}"
     if source and "/" in source:
         ns, _, batch = source.partition("/")
         if not NAME.fullmatch(ns) or not NAME.fullmatch(batch):

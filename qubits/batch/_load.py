@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from ._distribute import is_distribute, read_distribute
 from ._model import (
     DEFAULT_EVENTS,
     SLURM_KEYS,
@@ -150,6 +151,8 @@ class _Reader:
     def batch(self, raw: Any) -> Batch:
         if raw is None:
             raise BatchFileError(f"{self.source}: the batch file is empty; see `qubits batch template`")
+        if is_distribute(raw):
+            return read_distribute(self, raw)
         top = self.mapping(raw, "the batch file", TOP_KEYS, 1)
         if "meta" not in top:
             raise BatchFileError(f"{self.source}: meta: is missing (namespace and batch name)")

@@ -34,6 +34,8 @@ ExecStart={exe} agent --slots {slots}{caps} --ttl {ttl:g}
 # Draining: SIGTERM stops claims; running tasks get the stop timeout, then their leases are released.
 KillSignal=SIGTERM
 KillMode=mixed
+# The agent puts each task in a cgroup of its own below its own (memory and CPU limits, the whole tree killed).
+Delegate=yes
 TimeoutStopSec={stop}
 Restart=on-failure
 RestartSec=5
@@ -80,6 +82,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         stop_timeout=args.stop_timeout,
         max_idle_poll=args.max_idle_poll,
         jobs=list(args.job),
+        share_weights=_share_weights(args.share_weight),
     )
     if args.name:
         config.name = args.name
@@ -103,6 +106,16 @@ def cmd_agent(args: argparse.Namespace) -> int:
     finally:
         if counts_path and isinstance(js, jobspaces.CountingJobspace):
             js.dump(counts_path, {"agent": agent.counters, "node": config.name})
+
+
+def _share_weights(items: list[str]) -> dict[str, float]:
+    from nodeagent._fairshare import parse_weights
+    from qubits.errors import UsageError
+
+    try:
+        return parse_weights(items)
+    except ValueError as exc:
+        raise UsageError(f"--share-weight: {exc}") from None
 
 
 def _inject_faults(js: jobspaces.Jobspace, spec: str) -> jobspaces.Jobspace:
@@ -203,6 +216,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--max-idle-poll", type=float, help="longest pause between polls when idle (seconds)")
     p.add_argument("--name", default=env_default("QUBITS_NODE"), help="agent name (default host-pid; env QUBITS_NODE)")
     p.add_argument("--job", action="append", default=[], help="only run tasks of this job (repeatable)")
+    p.add_argument("--share-weight", action="append", default=[], metavar="USER=WEIGHT",
+                   help="this user's weight in the fair share of slots between submitters (repeatable; default 1 each)")
     p.add_argument("--pause-when-busy", metavar="IDLE", default=env_default("QUBITS_PAUSE_WHEN_BUSY"),
                    help="pause while the machine is in interactive use; resume after IDLE (e.g. 10m) without activity (env QUBITS_PAUSE_WHEN_BUSY)")
     p.add_argument("--busy-watch", action="append", default=[], metavar="GLOB",

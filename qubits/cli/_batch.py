@@ -170,10 +170,35 @@ def cmd_why(args: argparse.Namespace) -> int:
 
 def cmd_slurm(args: argparse.Namespace) -> int:
     from qubits.batch import load_batch, to_slurm
+    from qubits.errors import UsageError
 
+    if args.file == "agents" and not Path(args.file).is_file():
+        return _slurm_agents(args)
+    if args.count is not None or not args.output:
+        raise UsageError("qubits slurm FILE -o DIR writes a batch as SLURM scripts; qubits slurm agents N submits pilots")
     batch = load_batch(args.file)
     written = to_slurm(batch, args.output)
     console.print(f"wrote {len(written)} script(s) to {args.output}; copy the folder to the cluster and run {Path(args.output) / 'submit.sh'}", soft_wrap=True)
+    return EXIT_OK
+
+
+def _slurm_agents(args: argparse.Namespace) -> int:
+    from qubits.batch._pilots import Pilots, submit_pilots
+    from qubits.errors import UsageError
+
+    if args.count is None:
+        raise UsageError("qubits slurm agents N: say how many pilots, e.g. qubits slurm agents 4 --time 02:00:00")
+    pilots = Pilots(
+        args.count, require_jobspace(args), time=args.time, partition=args.partition, account=args.account, lead=args.lead,
+        idle=args.idle, slots=args.slots, cpus=args.cpus, memory=args.mem, gpus=args.gpus, capabilities=list(args.capability),
+        ttl=args.ttl, log_dir=Path(args.log_dir),
+    )
+    if args.dry_run:
+        pilots.check()
+        sys.stdout.write(pilots.script())
+        return EXIT_OK
+    job_id, script = submit_pilots(pilots)
+    console.print(f"submitted {args.count} pilot(s) as SLURM job {job_id} ({script}); they show in qubits nodes as slurm-{job_id}-N", soft_wrap=True)
     return EXIT_OK
 
 
@@ -195,7 +220,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     q = sub.add_parser("pull", help="download a batch's archived results: pull [JOB|namespace/batch] DEST")
     add_jobspace_option(q)
-    q.add_argument("source", nargs="?", default="last", help="a batch job id, or namespace/batch (default: the last job)")
+    q.add_argument("source", nargs="?", default="last",
+                   help="a batch job id, namespace/batch, or the batch file itself (qubits' or distribute's; default: the last job)")
     q.add_argument("dest", help="local folder; files land in DEST/namespace/batch/job/")
     q.add_argument("--include", "-i", action="append", default=[], metavar="RE", help="only paths matching this regex (repeatable)")
     q.add_argument("--exclude", "-e", action="append", default=[], metavar="RE", help="leave out paths matching this regex (repeatable)")
@@ -210,7 +236,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_why)
 
-    q = sub.add_parser("slurm", help="write a batch as SLURM scripts (a job array, per-job scripts, dependencies)")
-    q.add_argument("file", help="the batch file (YAML)")
-    q.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write")
+    q = sub.add_parser("slurm", help="write a batch as SLURM scripts (slurm FILE -o DIR), or lend SLURM nodes as agents (slurm agents N)")
+    q.add_argument("file", help="the batch file (YAML); or the word agents, then N: submit N pilot jobs running qubits agent")
+    q.add_argument("count", nargs="?", type=int, metavar="N", help="with agents: how many pilots")
+    q.add_argument("-o", "--output", metavar="DIR", help="folder to write (for a batch file)")
+    add_jobspace_option(q)
+    q.add_argument("--time", default="01:00:00", help="agents: each pilot's SLURM time limit (default 01:00:00)")
+    q.add_argument("--partition", help="agents: SLURM partition")
+    q.add_argument("--account", help="agents: SLURM account")
+    q.add_argument("--lead", type=int, default=120, metavar="SECONDS",
+                   help="agents: SIGTERM this long before the time limit, so pilots drain before SLURM's kill (default 120)")
+    q.add_argument("--idle", type=float, default=300.0, metavar="SECONDS", help="agents: exit after this long with nothing to do (default 300)")
+    q.add_argument("--slots", type=int, default=1, help="agents: tasks at once per pilot")
+    q.add_argument("--cpus", type=int, help="agents: cpus per pilot (--cpus-per-task, lent to tasks)")
+    q.add_argument("--mem", help="agents: memory per pilot, as SLURM's --mem (e.g. 8G)")
+    q.add_argument("--gpus", type=int, help="agents: GPUs per pilot (--gres=gpu:N)")
+    q.add_argument("--capability", "-C", action="append", default=[], metavar="NAME", help="agents: a capability the pilots offer (repeatable; slurm always)")
+    q.add_argument("--ttl", type=float, help="agents: lease ttl in seconds")
+    q.add_argument("--log-dir", default="qubits-pilots", help="agents: where the script and the pilots' logs go (default ./qubits-pilots)")
+    q.add_argument("--dry-run", "-n", action="store_true", help="agents: print the sbatch script, submit nothing")
     q.set_defaults(func=cmd_slurm)

@@ -62,8 +62,9 @@ def run_doctor(args: argparse.Namespace) -> int:
             await jobspace.close()
 
     report = run_sync(go())
+    runtimes = _this_node()
     if args.json:
-        print_json(report.to_json())
+        print_json({**report.to_json(), "this_node": runtimes})
     else:
         _show(report)
     if report.fatal is not None:
@@ -74,6 +75,10 @@ def run_doctor(args: argparse.Namespace) -> int:
         fail(f"{report.url} is NOT safe for leases: failed {', '.join(failed)}")
         return EXIT_JOBSPACE
     if not args.json:
+        console.print(
+            f"this machine, as an agent: container runtimes {', '.join(runtimes['runtimes']) or 'none'}; "
+            f"limits by {runtimes['enforcement']}", soft_wrap=True,
+        )
         console.print(f"[bold green]safe for leases:[/] {report.url}")
     return EXIT_OK
 
@@ -90,3 +95,11 @@ def _show(report: ProbeReport) -> None:
         verdict = "[green]ok[/]" if check.ok else "[bold red]FAIL[/]"
         table.add_row(check.name, verdict, f"{check.ms:.0f}", check.detail)
     console.print(table)
+
+
+def _this_node() -> dict[str, Any]:
+    """What an agent on this machine would offer: container runtimes, and how it would enforce limits."""
+    from nodeagent._containers import detect
+    from nodeagent._limits import Limits
+
+    return {"runtimes": detect(), "enforcement": Limits("doctor", probe_only=True).kind}

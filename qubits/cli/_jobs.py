@@ -68,6 +68,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             max_attempts=args.max_attempts,
             timeout=args.timeout,
             priority=args.priority,
+            image=args.image,
             delay=args.delay,
         )
     print(job.id)
@@ -209,6 +210,10 @@ def since_time(text: str | None) -> float | None:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
+    if args.shares:
+        from ._shares import show_shares
+
+        return show_shares(_client(args), as_json=args.json)
     from ._views import jobs_table
 
     client = _client(args)
@@ -258,6 +263,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "a failing command runs 3 times; `status` shows 'attempt n of m')")
     p.add_argument("--timeout", type=float, help="seconds a task may run")
     p.add_argument("--priority", type=int, default=0, help="higher runs first")
+    p.add_argument("--image", help="run each command inside this container image (docker://…, a reference, or a .sif file)")
     p.add_argument("--delay", type=float, default=0.0, metavar="SECONDS", help="start no task before this many seconds from now")
     p.add_argument("--wait", action="store_true", help="wait for the job and exit 1 if a task failed")
     p.add_argument("--profile", "-p", help="Qfile profile")
@@ -296,6 +302,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--user", "-u", metavar="USER", help="only jobs submitted by USER (a name, or user@host)")
     q.add_argument("--since", "-S", metavar="AGE|DATE", help="only jobs submitted since: an age (30m, 12h, 7d) or a date (2026-12-04)")
     q.add_argument("--json", action="store_true")
+    q.add_argument("--shares", action="store_true", help="each user's running tasks and share of what runs (fair share)")
     q.set_defaults(func=cmd_jobs)
     q = sub.add_parser("last", help="print the last job's id")
     add_jobspace_option(q)

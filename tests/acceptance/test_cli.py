@@ -85,7 +85,8 @@ def test_sigterm_drains_finishing_short_tasks_and_releasing_long_ones(local_url:
 
 
 def test_an_idle_agent_wakes_on_submit_and_nodes_shows_it(local_url: str, tmp_path: Path) -> None:
-    agent = AgentProcess(local_url, cache=tmp_path / "a", slots=1, name="idler", capabilities=("gpu",))
+    # Only the capability given: a container runtime on this machine would add its own (see test_containers).
+    agent = AgentProcess(local_url, cache=tmp_path / "a", slots=1, name="idler", capabilities=("gpu",), env={"QUBITS_CONTAINER_RUNTIMES": "none"})
     try:
         client = qubits.connect(local_url)
         time.sleep(3)  # long enough for the idle poll to back off to its longest pause
@@ -136,6 +137,7 @@ def test_systemd_unit_drains_longer_than_the_ttl_and_keeps_credentials_out(tmp_p
     assert stop > 120 and stop > 45
     assert "AWS_" not in unit and "SECRET" not in unit
     assert "KillSignal=SIGTERM" in unit and signal.SIGTERM
+    assert "Delegate=yes" in unit, "the agent may make its tasks' cgroups below its own (limits enforced by cgroup2)"
 
 
 def test_timeouts_priorities_and_delays(local_url: str, tmp_path: Path) -> None:

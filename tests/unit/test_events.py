@@ -9,7 +9,6 @@ from qubits._protocol import Protocol
 from qubits._records import Outcome
 
 
-
 def test_a_task_claimed_and_decided_between_two_polls_shows_its_claim_then_its_commit(memory_url: str) -> None:
     client = qubits.connect(memory_url)
     job = client.submit_commands(["true"])
