@@ -33,9 +33,9 @@ from typing import Any
 
 import jobspaces
 from nodeagent._agent import Agent, AgentConfig
-from nodeagent._execute import Executor, Result
+from nodeagent._execute import Executor
 from qubits._protocol import Claim
-from qubits._records import Outcome
+from qubits._records import AttemptEnd, Outcome
 
 from ._util import BenchError, summary_ms
 from ._work import submit_many
@@ -46,9 +46,9 @@ class _NoopExecutor(Executor):
 
     executions: list[tuple[str, str, int]]
 
-    async def run(self, claim: Claim) -> Result:
+    async def run(self, claim: Claim) -> AttemptEnd:
         self.executions.append((claim.job, claim.task, claim.attempt))
-        return Result(Outcome.SUCCEEDED, None, 0)
+        return AttemptEnd(Outcome.SUCCEEDED, None, 0)
 
 
 class _SimAgent(Agent):

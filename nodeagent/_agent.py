@@ -16,7 +16,6 @@ from pathlib import Path
 
 import jobspaces
 from jobspaces import Jobspace
-from qubits import __version__
 from qubits import _layout as layout
 from qubits._bundle import UnsafeArchive
 from qubits._defaults import (
@@ -30,13 +29,14 @@ from qubits._defaults import (
 )
 from qubits._ids import default_node_name
 from qubits._protocol import Claim, LeaseLost, Protocol
-from qubits._records import LeaseState, NodeInfo, Outcome, TaskSpec
+from qubits._records import AttemptEnd, LeaseState, NodeInfo, Outcome, TaskSpec
 from qubits._scan import ReadyEntry, ReadyIndex
 from qubits._specs import Specs
+from qubits._version import __version__
 from qubits.errors import CorruptObject, NewerFormat, NotFoundError, QubitsError, TamperedJob
 
 from ._control import Control
-from ._execute import Executor, Result
+from ._execute import Executor
 from ._leases import scan_leases
 from ._metrics import Histogram
 
@@ -382,7 +382,7 @@ class Agent:
             self._last_work = time.monotonic()
             self._kick.set()
 
-    async def _settle(self, claim: Claim, result: Result) -> None:
+    async def _settle(self, claim: Claim, result: AttemptEnd) -> None:
         """Commit, retry or drop an attempt according to how it ended."""
         if result.outcome is None:
             if result.error == "lease lost":

@@ -5,23 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jobspaces
+from qubits import _kinds as kinds
 from qubits import _layout as layout
 from qubits._bundle import extract
 from qubits._dag import Dag
-from qubits._defaults import INLINE_RESULT_MAX, LOG_FLUSH
+from qubits._defaults import CONTROL_EXIT, INLINE_RESULT_MAX, LOG_FLUSH
 from qubits._ids import XREF
 from qubits._logs import Frame, split
 from qubits._protocol import Claim
-from qubits._records import JobSpec, Lease, Outcome
+from qubits._records import AttemptEnd, JobSpec, Lease, Outcome
 from qubits._scan import ReadyEntry
 
 from . import _containers as containers
@@ -34,24 +35,7 @@ from ._process import TaskProcess
 
 if TYPE_CHECKING:
     from ._agent import Agent
-
-CONTROL_EXIT = 75
-"""Exit status with which a task's runner says "read my control file" (decline, needs, missing)."""
-
-
-@dataclass
-class Result:
-    """How an attempt ended. ``outcome`` None: nothing to commit (lease lost, parked, declined)."""
-
-    outcome: Outcome | None
-    error: str | None = None
-    exit_code: int | None = None
-    final: bool = False
-    """No retry: the outcome stands whatever attempts are left."""
-    has_result: bool = False
-    value: bytes | None = None
-    """A small Python result carried in the done record (the job asked for inline results)."""
-    interrupted: bool = False
+log = logging.getLogger("qubits.agent")
 
 
 class Executor:
@@ -87,10 +71,17 @@ class Executor:
 
     async def after_commit(self, claim: Claim, outcome: Outcome) -> None:
         """A hook after this agent decided a task (dependents are released by the protocol's
-        finalize, through Dag.on_decided). Batch jobs: archive the result and notify."""
-        from ._batch import after_batch_commit
-
-        await after_batch_commit(self.agent, claim, outcome)
+        finalize, through Dag.on_decided), then the job kind's own (``qubits._kinds``: a batch archives
+        the result and notifies). Never raises: the outcome stands whatever happens here, and the agent
+        must not treat the task as crashed."""
+        node = self.agent.config.name
+        try:
+            job = await self.agent.specs.job(claim.job)
+            hook = kinds.after_commit(job.kind)
+            if hook is not None:
+                await hook(self.agent.js, job, claim, outcome, node)
+        except Exception:  # noqa: BLE001 - logged; the archive or a message is what failed, not the task
+            log.exception("archiving or notifying failed", extra={"action": "archive", "job": claim.job, "task": claim.task, "node": node})
 
     async def check_parked(self, key: str, lease: Lease, etag: str, silent: float) -> None:
         await self.dag.check_parked(key, lease, etag, silent)
@@ -116,11 +107,11 @@ class Executor:
             return ["/bin/sh", "-c", str(spec.command)]
         if spec.kind == "argv":
             return [str(a) for a in (spec.command or [])]
-        if spec.kind in ("python", "target", "map"):
+        if kinds.runs_in_python(spec.kind):
             return [sys.executable, "-m", "nodeagent._pyexec"]
         raise ValueError(f"unknown task kind {spec.kind!r}")
 
-    async def run(self, claim: Claim) -> Result:
+    async def run(self, claim: Claim) -> AttemptEnd:
         agent = self.agent
         others = [d for d in claim.spec.deps if d.startswith(XREF)]
         if others:  # tasks of other jobs: run once they succeeded (parked until then)
@@ -146,7 +137,7 @@ class Executor:
             QUBITS_CODE=str(cwd),
             QUBITS_CACHE=str(self.cache),
         )
-        if claim.spec.kind in ("python", "target", "map") or job.kind == "batch":
+        if kinds.runs_in_python(claim.spec.kind) or job.kind == "batch":
             (scratch / "spec.json").write_text(json.dumps({"task": claim.spec.to_dict(), "job": job.to_dict()}))
             await self.data.prefetch(claim.spec, job)
         flushed = [0]
@@ -166,7 +157,7 @@ class Executor:
         try:
             bound = self.confinement.bind(key, claim.spec)
         except (OSError, RuntimeError) as exc:
-            return Result(Outcome.FAILED, f"could not set this task's limits on {agent.config.name}: {exc}")
+            return AttemptEnd(Outcome.FAILED, f"could not set this task's limits on {agent.config.name}: {exc}")
         env.update(bound.env)
         env["QUBITS_CONTAINER_RUNTIMES"] = ",".join(self.confinement.runtimes)  # a batch runner needs no probe
         proc: TaskProcess | PooledTask
@@ -180,7 +171,7 @@ class Executor:
                                                      name=containers.container_name(key, claim.attempt))
                 except RuntimeError as exc:
                     await self.confinement.release(bound)
-                    return Result(Outcome.FAILED, str(exc))
+                    return AttemptEnd(Outcome.FAILED, str(exc))
             proc = TaskProcess(bound.wrap(argv), cwd=cwd, env=env, sink=sink, flush_every=LOG_FLUSH)
         interrupt = asyncio.Event()
         self.procs[key] = proc
@@ -217,26 +208,26 @@ class Executor:
             if not why_keep_scratch():
                 shutil.rmtree(scratch, ignore_errors=True)
 
-    async def _ended(self, claim: Claim, job: JobSpec, why: str, code: int, scratch: Path, bound: Bound) -> Result:
+    async def _ended(self, claim: Claim, job: JobSpec, why: str, code: int, scratch: Path, bound: Bound) -> AttemptEnd:
         if why == "exited" and (oom := self.confinement.out_of_memory(bound, code)):
-            return Result(Outcome.FAILED, oom, code, final=True)  # the same limit would be hit again
+            return AttemptEnd(Outcome.FAILED, oom, code, final=True)  # the same limit would be hit again
         if why == "lost":
-            return Result(None, "lease lost")
+            return AttemptEnd(None, "lease lost")
         if why == "cancelled":
-            return Result(Outcome.CANCELLED, "the job was cancelled", code, final=True)
+            return AttemptEnd(Outcome.CANCELLED, "the job was cancelled", code, final=True)
         if why == "interrupted":
-            return Result(Outcome.FAILED, "the agent was stopped", code, interrupted=True)
+            return AttemptEnd(Outcome.FAILED, "the agent was stopped", code, interrupted=True)
         if why == "timeout":
-            return Result(Outcome.FAILED, f"timed out after {claim.spec.timeout:g}s", code)
+            return AttemptEnd(Outcome.FAILED, f"timed out after {claim.spec.timeout:g}s", code)
         if code == CONTROL_EXIT and (scratch / "control.json").is_file():
             control = json.loads((scratch / "control.json").read_text())
             return await self.dag.on_control(claim, control, self.agent)
         inline = bool(((job.config or {}).get("map") or {}).get("inline"))
         has_result, value = await self._upload_outputs(claim, scratch, inline)
         if code == 0:
-            return Result(Outcome.SUCCEEDED, None, 0, has_result=has_result, value=value)
+            return AttemptEnd(Outcome.SUCCEEDED, None, 0, has_result=has_result, value=value)
         error = _error_text(scratch, code)
-        return Result(Outcome.FAILED, error, code, has_result=has_result, value=value, final=not _retryable(scratch))
+        return AttemptEnd(Outcome.FAILED, error, code, has_result=has_result, value=value, final=not _retryable(scratch))
 
     async def _upload_outputs(self, claim: Claim, scratch: Path, inline: bool) -> tuple[bool, bytes | None]:
         """Files in QUBITS_OUTPUT go under the attempt's own prefix; a Python result likewise, or, when

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from qubits import _kinds as kinds
 from qubits._records import TaskSpec
 
 from ._process import GroupTask, LogSink, _die_with_agent
@@ -76,7 +77,7 @@ class WorkerPool:
 
     @staticmethod
     def serves(spec: TaskSpec) -> bool:
-        return spec.kind in ("python", "map") and not (spec.payload or {}).get("isolate") and pool_enabled()
+        return kinds.pooled(spec.kind) and not (spec.payload or {}).get("isolate") and pool_enabled()
 
     def total(self) -> int:
         return len(self.idle) + len(self.busy) + self._starting

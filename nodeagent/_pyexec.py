@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from qubits import _kinds as kinds
 from qubits._exit import leave
 
 
@@ -23,14 +24,9 @@ def main() -> int:
     code = os.environ.get("QUBITS_CODE")
     if code and code not in sys.path:
         sys.path.insert(0, code)
-    if kind == "target":
-        from qubits.qfile._runner import run_target
-
-        return run_target(spec, scratch)
-    if kind in ("python", "map"):
-        from qubits._pytask import run_python
-
-        return run_python(spec, scratch)
+    run = kinds.runner(str(kind))
+    if run is not None:
+        return run(spec, scratch)
     print(f"qubits: unknown Python task kind {kind!r}", file=sys.stderr)
     return 2
 

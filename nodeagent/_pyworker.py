@@ -22,6 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from qubits import _kinds as kinds
 from qubits._exit import leave
 
 
@@ -53,10 +54,9 @@ def _run(request: dict[str, Any], base_env: dict[str, str], base_path: list[str]
     try:
         spec = json.loads((scratch / "spec.json").read_text())
         kind = spec["task"].get("kind")
-        if kind in ("python", "map"):
-            from qubits._pytask import run_python
-
-            return run_python(spec, scratch)
+        run = kinds.runner(str(kind)) if kinds.pooled(str(kind)) else None
+        if run is not None:
+            return run(spec, scratch)
         print(f"qubits: a pooled worker does not run tasks of kind {kind!r}", file=sys.stderr)
         return 2
     except SystemExit as exc:
@@ -84,7 +84,8 @@ def main() -> int:
     os.close(devnull)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    import qubits._pytask  # noqa: F401 - warm: the first task should not pay for imports
+    for kind in ("python", "map"):  # warm: the first task should not pay for imports
+        kinds.runner(kind)
 
     base_env = dict(os.environ)
     base_path = list(sys.path)

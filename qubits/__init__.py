@@ -10,8 +10,6 @@ agents that died. No broker, no scheduler, no database.
     job.wait()
 """
 
-__version__ = "0.1.0"
-
 from ._client import Client, Job, JobStatus, TaskState, connect
 from ._compose import gather
 from ._dataset import Dataset
@@ -20,6 +18,7 @@ from ._ids import task_id, xref
 from ._local import LocalCluster, shutdown
 from ._map import Executor, Map, map, map_async, submit, submit_async
 from ._records import Done, JobSpec, Lease, LeaseState, NodeInfo, Outcome, TaskSpec
+from ._version import __version__
 from .errors import (
     Cancelled,
     CorruptObject,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import jobspaces
 from jobspaces import Jobspace, run_sync
 
+from . import _kinds as kinds
 from . import _layout as layout
 from ._ids import new_job_id, submitter, task_id
 from ._logs import BOTH, STREAMS, flushes, header, in_order, read_attempt, render, wanted_keys
@@ -108,9 +109,9 @@ class Client:
 
     def submit_targets(self, targets: Iterable[str] = (), *, project: str = ".", profile: str | None = None, force: bool = False) -> Job:
         """Submit targets of the Qfile in ``project`` to this jobspace (see ``qubits.qfile.submit_targets``)."""
-        from .qfile import submit_targets
-
-        return submit_targets(targets, project=project, profile=profile, force=force, client=self)
+        submit_targets = kinds.submitter("target")  # the Qfile front end's, found by kind: no import up
+        job: Job = submit_targets(targets, project=project, profile=profile, force=force, client=self)
+        return job
 
     # -- finding jobs -----------------------------------------------------------------------------------
     def job(self, job_id: str) -> Job:

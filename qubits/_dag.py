@@ -15,19 +15,16 @@ import json
 import logging
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jobspaces
 
 from . import _layout as layout
 from ._ids import parse_xref, xref
 from ._protocol import Claim, LeaseLost, Protocol
-from ._records import Done, Lease, LeaseState, Outcome, TaskSpec
+from ._records import AttemptEnd, Done, Lease, LeaseState, Outcome, TaskSpec
 from ._specs import Specs
 from .errors import CorruptObject, NotFoundError
-
-if TYPE_CHECKING:
-    from nodeagent._execute import Result
 
 log = logging.getLogger("qubits.dag")
 
@@ -92,18 +89,16 @@ class Dag:
             parts.append(f"{name} ({why})")
         return f"dependency failed: {'; '.join(parts)}"[:2000]
 
-    async def await_others(self, claim: Claim, deps: list[str]) -> Result | None:
+    async def await_others(self, claim: Claim, deps: list[str]) -> AttemptEnd | None:
         """Before running a task that depends on tasks of other jobs: None when they all succeeded;
         else park it until they are decided, or decide it upstream-failed (with their errors)."""
-        from nodeagent._execute import Result
-
         state, bad = await self.deps_state(claim.job, deps)
         if state == "succeeded":
             return None
         if state == "failed":
-            return Result(Outcome.UPSTREAM_FAILED, await self.causes(claim.job, bad), final=True)
+            return AttemptEnd(Outcome.UPSTREAM_FAILED, await self.causes(claim.job, bad), final=True)
         await self.park(claim, deps)
-        return Result(None)
+        return AttemptEnd(None)
 
     async def on_decided(self, job: str, task: str, outcome: str) -> None:
         """Release or fail every task waiting for ``task``."""
@@ -226,10 +221,8 @@ class Dag:
         await self._wake_parked(claim.key, nxt, claim.etag)
         return True
 
-    async def on_control(self, claim: Claim, control: dict[str, Any], agent: Any) -> Result:
+    async def on_control(self, claim: Claim, control: dict[str, Any], agent: Any) -> AttemptEnd:
         """Act on what a task's runner asked for: needs (dependencies), missing (recompute), decline."""
-        from nodeagent._execute import Result
-
         kind = control.get("kind")
         if kind == "needs":
             needs: list[dict[str, Any]] = list(control.get("tasks", []))
@@ -245,20 +238,20 @@ class Dag:
             deps = [str(raw["id"]) for raw in needs]
             state, bad = await self.deps_state(claim.job, deps)
             if state == "failed":
-                return Result(Outcome.UPSTREAM_FAILED, f"dependency failed: {', '.join(bad)}", final=True)
+                return AttemptEnd(Outcome.UPSTREAM_FAILED, f"dependency failed: {', '.join(bad)}", final=True)
             if state == "succeeded":
                 # Finished while we looked: give the task straight back to run again.
                 await self.proto.release(claim, failed=False, error=None)
-                return Result(None)
+                return AttemptEnd(None)
             await self.park(claim, deps)
-            return Result(None)
+            return AttemptEnd(None)
         if kind == "decline":
             await self.proto.release(claim, failed=False, error=str(control.get("reason") or "declined"))
             agent.skip.add((claim.job, claim.task))
-            return Result(None)
+            return AttemptEnd(None)
         if kind == "fail":
             # The runner knows no retry can mend it (a dependency cycle, a Qfile that does not load).
-            return Result(Outcome.FAILED, str(control.get("reason") or "failed"), final=True)
+            return AttemptEnd(Outcome.FAILED, str(control.get("reason") or "failed"), final=True)
         if kind == "missing":
-            return Result(Outcome.FAILED, str(control.get("reason") or "a dependency's output is missing"))
-        return Result(Outcome.FAILED, f"runner asked for something unknown: {json.dumps(control)[:200]}")
+            return AttemptEnd(Outcome.FAILED, str(control.get("reason") or "a dependency's output is missing"))
+        return AttemptEnd(Outcome.FAILED, f"runner asked for something unknown: {json.dumps(control)[:200]}")

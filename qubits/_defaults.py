@@ -47,6 +47,9 @@ FORMAT_VERSION = 1
 """The version of the object formats this release writes and reads."""
 
 
+CONTROL_EXIT = 75
+"""Exit status with which a task's runner says "read my control file" (decline, needs, missing)."""
+
 LOOKUP_CONCURRENCY = 32
 """Index entries of Qfile targets read at once while ``make`` plans (a level of the graph at a time)."""
 

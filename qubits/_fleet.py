@@ -32,9 +32,9 @@ from typing import Any
 
 import jobspaces
 
-from . import __version__
 from . import _layout as layout
 from ._ids import submitter
+from ._version import __version__
 from .errors import UsageError
 
 log = logging.getLogger("qubits.fleet")

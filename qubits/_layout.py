@@ -148,6 +148,11 @@ def gc_mark(job: str) -> str:
     return f"jobs/{job}/gc"
 
 
+def notified(job: str, event: str) -> str:
+    """The create-only object that says who sends the notification of ``event`` ("batch", "job.{task}")."""
+    return f"jobs/{job}/notified/{event}"
+
+
 def node(name: str) -> str:
     return f"nodes/{name}.json"
 

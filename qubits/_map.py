@@ -321,7 +321,7 @@ class Map(Sequence[Future]):
         inner = [t.cf for t in self._tasks]
         bar = None
         if show:
-            from .cli._progress import MapProgress  # rich lives in the CLI package; loaded only for a terminal
+            from ._mapbar import MapProgress  # rich is loaded only for a terminal
 
             bar = MapProgress(self.job.id, self.job.client.url, len(self._tasks))
         try:

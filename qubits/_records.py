@@ -202,6 +202,22 @@ class Done(Record):
 
 
 @dataclass(frozen=True)
+class AttemptEnd:
+    """How an attempt ended, as the node that ran it saw it (not stored: the lease and done record carry
+    what is kept). ``outcome`` None: nothing to commit (lease lost, parked, declined)."""
+
+    outcome: Outcome | None
+    error: str | None = None
+    exit_code: int | None = None
+    final: bool = False
+    """No retry: the outcome stands whatever attempts are left."""
+    has_result: bool = False
+    value: bytes | None = None
+    """A small Python result carried in the done record (the job asked for inline results)."""
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
 class NodeInfo(Record):
     """An agent's presence."""
 

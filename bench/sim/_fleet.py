@@ -30,11 +30,11 @@ from typing import Any
 
 import jobspaces
 from nodeagent._agent import Agent, AgentConfig
-from nodeagent._execute import Executor, Result
+from nodeagent._execute import Executor
 from qubits import _layout as layout
 from qubits._defaults import TASKS_PER_CHUNK
 from qubits._protocol import Claim
-from qubits._records import JobSpec, Outcome, TaskSpec
+from qubits._records import AttemptEnd, JobSpec, Outcome, TaskSpec
 from qubits._specs import Specs
 
 from ._clock import WALL_START
@@ -96,11 +96,11 @@ class SimExecutor(Executor):
 
     fleet: Fleet
 
-    async def run(self, claim: Claim) -> Result:
+    async def run(self, claim: Claim) -> AttemptEnd:
         self.fleet.executions[(claim.job, claim.task)] += 1
         if self.fleet.task_seconds:
             await asyncio.sleep(self.fleet.task_seconds)
-        return Result(Outcome.SUCCEEDED, None, 0)
+        return AttemptEnd(Outcome.SUCCEEDED, None, 0)
 
 
 class SimAgent(Agent):

@@ -20,6 +20,7 @@ from typing import Any
 
 import jobspaces
 
+from .._defaults import CONTROL_EXIT
 from .._records import JobSpec, TaskSpec
 from ..errors import CycleError, QfileError, UsageError
 from ._context import Context, run_shell
@@ -29,8 +30,6 @@ from ._jobview import DepState, JobView
 from ._model import Match, Qfile, load_qfile
 from ._signals import Decline, MissingOutput, NeedTargets
 from ._tasks import MAX_ROUNDS, ROOT, target_spec
-
-CONTROL_EXIT = 75
 
 
 def _control(scratch: Path, control: dict[str, Any]) -> int:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import jobspaces
 from nodeagent._agent import Agent, AgentConfig
-from nodeagent._execute import Executor, Result
+from nodeagent._execute import Executor
 from qubits._ids import new_job_id
 from qubits._protocol import Claim
-from qubits._records import JobSpec, Outcome, TaskSpec
+from qubits._records import AttemptEnd, JobSpec, Outcome, TaskSpec
 from qubits._scan import ReadyEntry
 from qubits._specs import Specs
 
@@ -20,9 +20,9 @@ from qubits._specs import Specs
 class _Noop(Executor):
     ran: list[str]
 
-    async def run(self, claim: Claim) -> Result:
+    async def run(self, claim: Claim) -> AttemptEnd:
         self.ran.append(claim.task)
-        return Result(Outcome.SUCCEEDED, None, 0)
+        return AttemptEnd(Outcome.SUCCEEDED, None, 0)
 
 
 def _agent(js: jobspaces.Jobspace, name: str, cache: Path, ran: list[str]) -> Agent:

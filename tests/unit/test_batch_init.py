@@ -50,9 +50,9 @@ def test_racing_senders_of_one_event_send_it_once(memory_url: str) -> None:
     import json
 
     from jobspaces import run_sync
-    from nodeagent._batch import decided_counts, marker, send_once
     from qubits import _layout as layout
     from qubits._records import Done, JobSpec
+    from qubits.batch._commit import decided_counts, send_once
     from qubits.batch._notify import batch_event
     from tests.recorder import recording_server
 
@@ -73,5 +73,5 @@ def test_racing_senders_of_one_event_send_it_once(memory_url: str) -> None:
         assert sorted(run_sync(race())) == [False] * 5 + [True]
         (req,) = rec.accepted()
         assert req.json()["event"] == "batch.failed" and "failed: b" in req.json()["text"]
-        state = json.loads(run_sync(js.get(marker("j1", "batch")))[0])
+        state = json.loads(run_sync(js.get(layout.notified("j1", "batch")))[0])
         assert state["state"] == "sent" and state["errors"] == []

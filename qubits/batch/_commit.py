@@ -21,41 +21,23 @@ import contextlib
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jobspaces
 from jobspaces import Jobspace
 from qubits import _layout as layout
 from qubits._protocol import Claim
 from qubits._records import Done, JobSpec, Outcome
-from qubits.batch._archive import archive_task, batch_of
-from qubits.batch._notify import batch_event, deliver, job_event
 
-if TYPE_CHECKING:
-    from ._agent import Agent
+from ._archive import archive_task, batch_of
+from ._notify import batch_event, deliver, job_event
 
 log = logging.getLogger("qubits.agent")
 
 
-def marker(job: str, event: str) -> str:
-    """The create-only object that says who sends the notification of ``event``."""
-    return f"jobs/{job}/notified/{event}"
-
-
-async def after_batch_commit(agent: Agent, claim: Claim, outcome: Outcome) -> None:
-    """Archive and notify for one decided task of a batch job (no-op for other jobs). Never raises:
-    the outcome stands whatever happens here, and the agent must not treat the task as crashed."""
-    try:
-        await _after_commit(agent, claim, outcome)
-    except Exception:  # noqa: BLE001 - logged; the archive or a message is what failed, not the task
-        log.exception("archiving or notifying failed", extra={"action": "archive", "job": claim.job, "task": claim.task, "node": agent.config.name})
-
-
-async def _after_commit(agent: Agent, claim: Claim, outcome: Outcome) -> None:
-    spec = await agent.specs.job(claim.job)
-    if spec.kind != "batch":
-        return
-    js = agent.js
+async def after_commit(js: Jobspace, spec: JobSpec, claim: Claim, outcome: Outcome, node: str) -> None:
+    """Archive and notify for one decided task of the batch job ``spec`` (the kind's after-commit hook,
+    found through ``qubits._kinds``)."""
     cfg = batch_of(spec)
     lease = claim.lease
     name = str(claim.spec.payload.get("batch_job") or claim.task)
@@ -64,11 +46,10 @@ async def _after_commit(agent: Agent, claim: Claim, outcome: Outcome) -> None:
             js, spec, claim.task, outcome=outcome.value, attempt=lease.attempt, holder=lease.holder,
             exit_code=lease.exit_code, error=lease.error, name=name,
         )
-        log.info("archived %s", prefix, extra={"action": "archive", "job": claim.job, "task": claim.task, "node": agent.config.name})
+        log.info("archived %s", prefix, extra={"action": "archive", "job": claim.job, "task": claim.task, "node": node})
     if not spec.notify:
         return
     events = cfg.get("events") or []
-    node = agent.config.name
     if "job" in events or ("failure" in events and outcome is Outcome.FAILED):
         event = job_event(cfg, spec.id, name, outcome.value, lease.holder, lease.attempt, lease.error)
         await send_once(js, spec, f"job.{claim.task}", event, node)
@@ -99,7 +80,7 @@ async def decided_counts(js: Jobspace, spec: JobSpec) -> tuple[dict[str, int], l
 
 async def send_once(js: Jobspace, spec: JobSpec, event_key: str, event: dict[str, Any], node: str) -> bool:
     """Send ``event`` if this caller wins its marker; False if someone else sends it."""
-    key = marker(spec.id, event_key)
+    key = layout.notified(spec.id, event_key)
     body: dict[str, Any] = {"by": node, "event": event["event"], "wall": time.time(), "state": "sending"}
     try:
         await js.put(key, json.dumps(body).encode(), if_absent=True)
