@@ -103,6 +103,20 @@ def require_jobspace(args: argparse.Namespace) -> str:
     return str(url)
 
 
+def at_least(low: float, **options: float | None) -> None:
+    """A usage error naming the first option (``--stop-timeout`` for ``stop_timeout``) below ``low``."""
+    for name, value in options.items():
+        if value is not None and not value >= low:  # `not >=` also catches NaN
+            raise errors.UsageError(f"--{name.replace('_', '-')} must be at least {low:g}, not {value:g}")
+
+
+def above(low: float, **options: float | None) -> None:
+    """A usage error naming the first option that is not greater than ``low``."""
+    for name, value in options.items():
+        if value is not None and not value > low:
+            raise errors.UsageError(f"--{name.replace('_', '-')} must be more than {low:g}, not {value:g}")
+
+
 def print_json(obj: Any) -> None:
     """Machine-readable output on plain stdout."""
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
