@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distributed work with no master: the only shared state is a bucket or a directory.",
         epilog="Exit codes: 0 ok, 1 failed, 2 usage, 3 jobspace unusable, 4 not found, 5 timed out.",
     )
+    from qubits import __version__
+
+    parser.add_argument("--version", action="version", version=f"qubits {__version__}")
     parser.add_argument("--log-level", default=env_default("QUBITS_LOG_LEVEL", "WARNING"), help="(env QUBITS_LOG_LEVEL)")
     parser.add_argument("--log-json", action="store_true", default=bool(env_default("QUBITS_LOG_JSON")), help="structured JSON logs on stderr (env QUBITS_LOG_JSON)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
