@@ -1,0 +1,121 @@
+"""The first hour of a new user (issue 19): bad input refused in one line, SLURM's habits (--wrap,
+--array, --after), agent options, versions — as a user runs them: processes, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import qubits
+from tests.agents import AgentProcess, run_cli
+
+
+def _one_line_usage_error(proc: object) -> None:
+    result = proc  # subprocess.CompletedProcess[str]
+    assert result.returncode == 2, (result.returncode, result.stderr)  # type: ignore[attr-defined]
+    lines = result.stderr.strip().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr  # type: ignore[attr-defined]
+    assert "Traceback" not in result.stderr  # type: ignore[attr-defined]
+
+
+def test_submit_commands_refuses_bad_files_in_one_line_and_writes_nothing(local_url: str, tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "binary").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00\xff\xfe\x00\x01")
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "comments").write_text("# nothing to run\n\n   \n# still nothing\n")
+    for path in ["missing.txt", "folder", "binary", "empty", "comments"]:
+        result = run_cli("submit", "-c", str(tmp_path / path), "-j", local_url)
+        _one_line_usage_error(result)
+        assert result.stdout == ""
+    assert run_cli("submit", "-c", "-", "-j", local_url, input="# only a comment\n").returncode == 2
+    assert qubits.connect(local_url).jobs() == [], "a refused submit writes no job"
+    with pytest.raises(qubits.UsageError, match="no commands"):
+        qubits.connect(local_url).submit_commands(["", "# x"])
+    assert qubits.connect(local_url).jobs() == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--slots", "0"), ("--slots", "-2"), ("--ttl", "-1"), ("--ttl", "0"), ("--stop-timeout", "-5"), ("--cpus", "-1")],
+)
+def test_agent_refuses_nonsense_options_in_one_line(local_url: str, args: tuple[str, str]) -> None:
+    _one_line_usage_error(run_cli("agent", "-j", local_url, *args, timeout=30))
+
+
+def test_agent_pause_refuses_a_bad_duration_in_one_line(tmp_path: Path) -> None:
+    _one_line_usage_error(run_cli("agent", "pause", "--for", "5x", env={"QUBITS_CACHE": str(tmp_path)}))
+
+
+def test_version_from_the_package_metadata() -> None:
+    from importlib.metadata import version
+
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"qubits {version('qubits')}" == f"qubits {qubits.__version__}"
+
+
+def test_wrap_and_array_run_one_task_per_index_with_its_index(local_url: str, tmp_path: Path) -> None:
+    sub = run_cli("submit", "--wrap", "echo index=$QUBITS_ARRAY_INDEX", "--array", "1-5:2,8", "--max-attempts", "1", "-j", local_url)
+    assert sub.returncode == 0, sub.stderr
+    job = sub.stdout.strip()
+    for bad in ("5-1", "1-x", "1-10%2"):
+        _one_line_usage_error(run_cli("submit", "--wrap", "true", "--array", bad, "-j", local_url))
+    agent = AgentProcess(local_url, cache=tmp_path / "c", slots=2)
+    try:
+        assert run_cli("wait", job, "--timeout", "60", "-j", local_url).returncode == 0
+        status = json.loads(run_cli("status", job, "--json", "-j", local_url).stdout)
+        assert status["counts"]["succeeded"] == 4
+        logs = sorted(run_cli("logs", job, t["task"], "-j", local_url).stdout for t in status["tasks"])
+        assert logs == ["index=1\n", "index=3\n", "index=5\n", "index=8\n"]
+    finally:
+        agent.stop()
+
+
+def test_after_waits_for_the_other_job_and_fails_upstream_under_ok(local_url: str, tmp_path: Path) -> None:
+    marker = tmp_path / "first-finished"
+    first = run_cli("submit", "--wrap", f"sleep 2; touch {marker}; exit 1", "--max-attempts", "1", "-j", local_url).stdout.strip()
+    ok = run_cli("submit", "--wrap", "echo never", "--after", first, "-j", local_url)
+    anyway = run_cli("submit", "--wrap", f"test -f {marker}", "--array", "1-3", "--after", f"{first}:any", "-j", local_url)
+    assert ok.returncode == 0 and anyway.returncode == 0, ok.stderr + anyway.stderr
+    assert run_cli("submit", "--wrap", "true", "--after", "no-such-job", "-j", local_url).returncode == 4
+    _one_line_usage_error(run_cli("submit", "--wrap", "true", "--after", f"{first}:maybe", "-j", local_url))
+    agent = AgentProcess(local_url, cache=tmp_path / "c", slots=4)
+    try:
+        assert run_cli("wait", anyway.stdout.strip(), "--timeout", "90", "-j", local_url).returncode == 0, (
+            "every task ran after the first job finished (the marker existed)"
+        )
+        wait = run_cli("wait", ok.stdout.strip(), "--timeout", "60", "--json", "-j", local_url)
+        assert wait.returncode == 1
+        status = json.loads(run_cli("status", ok.stdout.strip(), "--json", "-j", local_url).stdout)
+        rows = {t["task"]: t for t in status["tasks"]}
+        assert rows[f"after-{first}"]["state"] == "upstream_failed" and first in rows[f"after-{first}"]["error"]
+        assert rows["t000001"]["state"] == "upstream_failed" and first in rows["t000001"]["error"]
+    finally:
+        agent.stop()
+
+
+def test_array_and_after_from_python(local_url: str, tmp_path: Path) -> None:
+    client = qubits.connect(local_url)
+    first = client.submit_commands([f"sleep 1; touch {tmp_path / 'm'}"])
+    second = client.submit_commands([f"test -f {tmp_path / 'm'} && echo $QUBITS_ARRAY_INDEX"], array=range(3), after=first)
+    agent = AgentProcess(local_url, cache=tmp_path / "c", slots=4)
+    try:
+        status = second.wait(timeout=60)
+        assert status.ok, status.summary()
+        tasks = [t for t in second.tasks() if t.startswith("t")]
+        assert sorted(second.logs(t) for t in tasks) == [b"0\n", b"1\n", b"2\n"]
+    finally:
+        agent.stop()
+
+
+def test_connect_with_no_argument_uses_the_local_default_as_map_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QUBITS_JOBSPACE", raising=False)
+    try:
+        client = qubits.connect()
+        job = client.submit_commands(["echo from the local default"])
+        assert job.wait(timeout=60).ok
+        assert job.logs("t000001") == b"from the local default\n"
+    finally:
+        qubits.shutdown()
