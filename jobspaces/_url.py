@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlsplit
 
 from ._base import Jobspace, Timing
 from ._errors import InvalidURL
 
 _OBSTORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "azure", "abfs")
+
+
+_SECRET_WORDS = ("secret", "token", "password", "key", "sas", "credential")
+
+
+def is_secret(option: str) -> bool:
+    """Whether a URL option carries a credential (``aws_secret_access_key``, ``access_key``, ``bearer_token`` …):
+    such options open the store but are never shown, logged or put on a command line."""
+    low = option.lower()
+    return any(word in low for word in _SECRET_WORDS)
 
 
 def _timing(query: dict[str, str], timing: Timing | None) -> Timing:
@@ -51,9 +61,13 @@ def open_jobspace(url: str, *, timing: Timing | None = None, **options: str) -> 
     if scheme in _OBSTORE_SCHEMES:
         from ._obstore import open_obstore
 
+        shown = {k: v for k, v in parse_qsl(parts.query) if not is_secret(k)}
         t = _timing(query, timing)
         base = url.split("?", 1)[0]
-        return open_obstore(base, t, {**query, **options})
+        js = open_obstore(base, t, {**query, **options})
+        js.url = js.url + (f"?{urlencode(shown, safe=':/')}" if shown else "")
+        js.open_url = url
+        return js
     from ._fsspec import FsspecJobspace
 
     extra: dict[str, Any] = dict(options)

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import pytest
 
+import jobspaces
 import qubits
 from tests.agents import AgentProcess, run_cli
 
@@ -119,3 +121,39 @@ def test_connect_with_no_argument_uses_the_local_default_as_map_does(monkeypatch
         assert job.logs("t000001") == b"from the local default\n"
     finally:
         qubits.shutdown()
+
+
+def test_make_hands_its_agents_the_whole_s3_url(s3_url: str, tmp_path: Path) -> None:
+    """`make -p dist` on an S3 endpoint once started its agents with the URL minus its query: they
+    talked to AWS, and make printed nothing for minutes."""
+    (tmp_path / "Qfile").write_text(textwrap.dedent(f"""
+        from qubits.qfile import conf, rule
+
+        conf.profile("dist", jobspace={s3_url!r})
+
+        @rule("default")
+        def default(ctx):
+            ctx.out("made.txt").write_text("made")
+    """))
+    result = run_cli("make", "-C", str(tmp_path), "-p", "dist", "--agents", "1", "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    made = json.loads(result.stdout)
+    assert made["ok"] and "endpoint=" in made["jobspace"]
+
+
+def test_local_agents_get_the_url_in_their_environment_never_on_the_command_line(tmp_path: Path) -> None:
+    from qubits._local import LocalAgents
+
+    url = "s3://b/p?endpoint=http://127.0.0.1:9&aws_secret_access_key=SEKRET-123"
+    fleet = LocalAgents(url, 1, cache=tmp_path / "c", logs=tmp_path / "logs", stem="t", idle_exit=5)
+    try:
+        pid = fleet.procs[0].pid
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert not any(b"SEKRET" in a or b"s3://" in a for a in argv), argv
+        assert f"QUBITS_JOBSPACE={url}".encode() in environ
+    finally:
+        fleet.stop(5)
+    js = jobspaces.open_jobspace(url)
+    assert "SEKRET" not in js.url and "endpoint=http://127.0.0.1:9" in js.url
+    assert js.handoff() == {"QUBITS_JOBSPACE": url}
