@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import obstore
@@ -29,6 +29,9 @@ from ._errors import (
     PreconditionFailed,
     TransientError,
 )
+from ._inflight import settled
+
+T = TypeVar("T")
 
 _STATUS = re.compile(r"status(?: code)?:? (\d{3})", re.IGNORECASE)
 _URL = re.compile(r"(https?://[^\s?\"']+)\?[^\s\"']*")
@@ -75,6 +78,11 @@ class ObstoreJobspace(Jobspace):
         self.url = url
         self._uses_version = uses_version  # GCS: compare-and-swap on the generation
 
+    def _settled(self, call: Awaitable[T]) -> Awaitable[T]:
+        """obstore's ``call``, recorded until answered, so that no answer comes while the interpreter
+        tears down (see ``_inflight``); obstore gives up on it after the client timeouts."""
+        return settled(call, self.timing.request_timeout + min(2.0, self.timing.request_timeout) + 1.0)
+
     # -- error mapping -----------------------------------------------------------------------------
     def _translate(self, exc: BaseException, key: str | None, *, write: bool = False) -> JobspaceError:
         text = _first_line(exc)
@@ -116,15 +124,15 @@ class ObstoreJobspace(Jobspace):
     # -- raw operations ----------------------------------------------------------------------------
     async def _get(self, key: str) -> tuple[bytes, str]:
         try:
-            result = await obstore.get_async(self._store, key)
-            data = await result.bytes_async()
+            result = await self._settled(obstore.get_async(self._store, key))
+            data = await self._settled(result.bytes_async())
         except Exception as exc:  # noqa: BLE001 - every obstore failure is translated
             raise self._translate(exc, key) from None
         return bytes(data), self._etag_of(result.meta)
 
     async def _head(self, key: str) -> ObjectMeta:
         try:
-            meta = await obstore.head_async(self._store, key)
+            meta = await self._settled(obstore.head_async(self._store, key))
         except Exception as exc:  # noqa: BLE001
             raise self._translate(exc, key) from None
         return ObjectMeta(key, self._etag_of(meta), meta["size"], meta["last_modified"].timestamp())
@@ -138,7 +146,7 @@ class ObstoreJobspace(Jobspace):
         else:
             mode = "overwrite"
         try:
-            result = await obstore.put_async(self._store, key, data, mode=mode)
+            result = await self._settled(obstore.put_async(self._store, key, data, mode=mode))
         except obx.AlreadyExistsError as exc:
             # S3 answers a concurrent conflict with 409, which obstore also calls AlreadyExists:
             # only a 412 (or an object that is really there) is a lost race.
@@ -156,14 +164,14 @@ class ObstoreJobspace(Jobspace):
 
     async def _exists_raw(self, key: str) -> bool:
         try:
-            await obstore.head_async(self._store, key)
+            await self._settled(obstore.head_async(self._store, key))
         except Exception:  # noqa: BLE001
             return False
         return True
 
     async def _delete(self, key: str) -> None:
         try:
-            await obstore.delete_async(self._store, key)
+            await self._settled(obstore.delete_async(self._store, key))
         except (FileNotFoundError, obx.NotFoundError):
             return
         except Exception as exc:  # noqa: BLE001
@@ -174,7 +182,11 @@ class ObstoreJobspace(Jobspace):
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         try:
             stream = obstore.list(self._store, folder or None, offset=start_after, chunk_size=1000)
-            async for batch in stream:
+            while True:
+                try:
+                    batch = await self._settled(stream.__anext__())
+                except StopAsyncIteration:
+                    break
                 for meta in batch:
                     path = meta["path"]
                     # Some servers ignore the offset (Azurite ignores Azure's startFrom): filter here too.
