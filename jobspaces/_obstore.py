@@ -72,10 +72,14 @@ def _first_line(exc: BaseException) -> str:
 class ObstoreJobspace(Jobspace):
     """A jobspace on an obstore store (S3Store, GCSStore or AzureStore)."""
 
-    def __init__(self, store: Any, url: str, *, uses_version: bool = False, timing: Timing | None = None) -> None:
+    def __init__(
+        self, store: Any, url: str, *, uses_version: bool = False, timing: Timing | None = None, endpoint: str | None = None
+    ) -> None:
         super().__init__(timing)
         self._store = store
         self.url = url
+        self.endpoint = endpoint
+        """The endpoint requests go to, when one was given (else the provider's own)."""
         self._uses_version = uses_version  # GCS: compare-and-swap on the generation
 
     def _settled(self, call: Awaitable[T]) -> Awaitable[T]:
@@ -113,6 +117,9 @@ class ObstoreJobspace(Jobspace):
             # A connection that was never made carried no write: retry it, but it is not ambiguous.
             never_sent = "kind: connect," in full.lower() or "connection refused" in low
             cls = AmbiguousWrite if write and not never_sent else TransientError
+            if never_sent or "error sending request" in low or "dns error" in low:
+                where = self.endpoint or "the provider's endpoint"
+                return cls(f"{self.url}: {where} is unreachable; check the endpoint and the network ({text})", key=key)
             return cls(f"{self.url}: {text}", key=key)
         return JobspaceError(f"{self.url}: {text}", key=key)
 
@@ -231,11 +238,19 @@ def open_obstore(url: str, timing: Timing, options: dict[str, str]) -> ObstoreJo
     if not bucket:
         raise InvalidURL(f"{url}: no bucket named; use {parts.scheme}://BUCKET[/PREFIX]")
     clean = f"{parts.scheme}://{bucket}" + (f"/{prefix}" if prefix else "")
+
+    def checked(endpoint: str | None) -> str | None:
+        if endpoint is not None:
+            ends = urlsplit(endpoint)
+            if ends.scheme not in ("http", "https") or not ends.netloc:
+                raise InvalidURL(f"{clean}: the endpoint {endpoint!r} needs its scheme: endpoint=http://HOST:PORT (or https://)")
+        return endpoint
+
     store: S3Store | GCSStore | AzureStore
     try:
         if parts.scheme in ("s3", "s3a"):
-            endpoint = query.pop("endpoint", None) or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
-                "AWS_ENDPOINT_URL"
+            endpoint = checked(
+                query.pop("endpoint", None) or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
             )
             config: Any = {}
             if endpoint:
@@ -251,9 +266,9 @@ def open_obstore(url: str, timing: Timing, options: dict[str, str]) -> ObstoreJo
                 bucket, prefix=prefix, config=config, client_options=_client_options(timing, endpoint),
                 retry_config=_NO_RETRY,
             )
-            return ObstoreJobspace(store, clean, timing=timing)
+            return ObstoreJobspace(store, clean, timing=timing, endpoint=endpoint)
         if parts.scheme in ("gs", "gcs"):
-            endpoint = query.pop("endpoint", None)
+            endpoint = checked(query.pop("endpoint", None))
             gconfig: Any = dict(query)
             if endpoint:
                 gconfig["base_url"] = endpoint
@@ -261,11 +276,11 @@ def open_obstore(url: str, timing: Timing, options: dict[str, str]) -> ObstoreJo
                 bucket, prefix=prefix, config=gconfig, client_options=_client_options(timing, endpoint),
                 retry_config=_NO_RETRY,
             )
-            gcs = ObstoreJobspace(store, clean, uses_version=True, timing=timing)
+            gcs = ObstoreJobspace(store, clean, uses_version=True, timing=timing, endpoint=endpoint)
             gcs.min_write_interval = 1.0  # "one write per second" to an object name (cloud.google.com/storage/quotas)
             return gcs
         if parts.scheme in ("az", "azure", "abfs"):
-            endpoint = query.pop("endpoint", None)
+            endpoint = checked(query.pop("endpoint", None))
             aconfig: Any = dict(query)
             if endpoint:
                 aconfig["endpoint"] = endpoint
@@ -275,7 +290,7 @@ def open_obstore(url: str, timing: Timing, options: dict[str, str]) -> ObstoreJo
                 bucket, prefix=prefix, config=aconfig, client_options=_client_options(timing, endpoint),
                 retry_config=_NO_RETRY,
             )
-            return ObstoreJobspace(store, clean, timing=timing)
+            return ObstoreJobspace(store, clean, timing=timing, endpoint=endpoint)
     except obx.BaseError as exc:
-        raise InvalidURL(f"{clean}: {_first_line(exc)}") from None
+        raise InvalidURL(f"{clean}: {_first_line(exc)} (the URL options: docs/stores.md)") from None
     raise InvalidURL(f"{url}: unknown scheme {parts.scheme!r}")

@@ -1,4 +1,4 @@
-"""Open a jobspace from a URL: a path, file://, memory://, s3://, gs://, az://, or any fsspec protocol."""
+"""Open a jobspace from a URL: a path, file://, memory://, s3://, gs:// or az:// or any other fsspec protocol (not http://)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from ._base import Jobspace, Timing
 from ._errors import InvalidURL
 
 _OBSTORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "azure", "abfs")
+_WEB_SCHEMES = ("http", "https")
 
 
 _SECRET_WORDS = ("secret", "token", "password", "key", "sas", "credential")
@@ -21,6 +22,15 @@ def is_secret(option: str) -> bool:
     return any(word in low for word in _SECRET_WORDS)
 
 
+def redacted(url: str) -> str:
+    """``url`` with the values of its credential options replaced by ``***``, for messages."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    query = "&".join(f"{k}={'***' if is_secret(k) else v}" for k, v in parse_qsl(parts.query))
+    return parts._replace(query=query).geturl()
+
+
 def _timing(query: dict[str, str], timing: Timing | None) -> Timing:
     base = timing or Timing()
     try:
@@ -29,8 +39,10 @@ def _timing(query: dict[str, str], timing: Timing | None) -> Timing:
             budget=float(query.pop("budget", base.budget)),
             max_attempts=int(query.pop("attempts", base.max_attempts)),
         )
-    except ValueError as exc:
-        raise InvalidURL(f"bad timing option in the jobspace URL: {exc}") from None
+    except ValueError:
+        raise InvalidURL(
+            "timeout, budget and attempts in a jobspace URL are numbers, e.g. ?timeout=5&budget=10&attempts=8"
+        ) from None
 
 
 def open_jobspace(url: str, *, timing: Timing | None = None, **options: str) -> Jobspace:
@@ -68,7 +80,12 @@ def open_jobspace(url: str, *, timing: Timing | None = None, **options: str) -> 
         js.url = js.url + (f"?{urlencode(shown, safe=':/')}" if shown else "")
         js.open_url = url
         return js
-    from ._fsspec import FsspecJobspace
+    if scheme in _WEB_SCHEMES:
+        raise InvalidURL(
+            f"{redacted(url)}: a jobspace cannot live on {scheme}:// (a web server takes no conditional writes); "
+            "use a path, file://, s3://, gs:// or az:// (the URL options and credentials: docs/stores.md)"
+        )
+    from ._fsspec import FsspecJobspace  # any other fsspec protocol: `qubits doctor` says whether it is safe
 
     extra: dict[str, Any] = dict(options)
     return FsspecJobspace(url, timing=_timing(query, timing), **extra)

@@ -78,6 +78,9 @@ def run_verb(args: argparse.Namespace) -> int:
     except jobspaces.NotFound as exc:
         fail(str(exc))
         return EXIT_NOT_FOUND
+    except jobspaces.InvalidURL as exc:  # a URL that cannot be right is a usage error, not a store's fault
+        fail(str(exc))
+        return EXIT_USAGE
     except jobspaces.JobspaceError as exc:
         fail(str(exc))
         return EXIT_JOBSPACE

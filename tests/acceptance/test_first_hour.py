@@ -157,3 +157,46 @@ def test_local_agents_get_the_url_in_their_environment_never_on_the_command_line
     js = jobspaces.open_jobspace(url)
     assert "SEKRET" not in js.url and "endpoint=http://127.0.0.1:9" in js.url
     assert js.handoff() == {"QUBITS_JOBSPACE": url}
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("s3://b/p?endpoint=127.0.0.1:5123", "needs its scheme"),
+        ("http://lab/work", "cannot live on http://"),
+        ("s3://b/p?endpoint=http://127.0.0.1:9&regoin=eu", "'regoin' is not valid"),
+        ("s3://b/p?timeout=soon", "are numbers"),
+        ("gs://b/p?endpoint=localhost:4443", "needs its scheme"),
+    ],
+)
+def test_a_url_that_cannot_be_right_is_a_usage_error_in_one_line(url: str, says: str) -> None:
+    result = run_cli("status", "-j", url, env={"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}, timeout=60)
+    _one_line_usage_error(result)
+    assert says in result.stderr
+
+
+def test_a_server_that_does_not_resolve_is_unreachable_in_one_line() -> None:
+    result = run_cli("status", "-j", "ftp://lab.invalid/work", timeout=60)
+    assert result.returncode == 3 and "unreachable" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_an_endpoint_that_is_down_is_named_unreachable_and_no_secret_shows(tmp_path: Path) -> None:
+    from tests.servers import free_port
+
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    url = f"s3://b/p?endpoint={endpoint}&budget=1&aws_secret_access_key=SEKRET-42"
+    result = run_cli("status", "-j", url, env={"AWS_ACCESS_KEY_ID": "x"}, timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert f"{endpoint} is unreachable" in result.stderr and "SEKRET" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_every_url_option_and_credential_source_is_documented() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "stores.md").read_text()
+    helped = run_cli("--help").stdout
+    for word in ("endpoint=", "region=", "timeout=", "budget=", "attempts=", "use_emulator", "AWS_ACCESS_KEY_ID",
+                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "GOOGLE_SERVICE_ACCOUNT",
+                 "AZURE_STORAGE_ACCOUNT_KEY", "--profile"):
+        assert word.rstrip("=") in docs, word
+        assert word in helped, word
