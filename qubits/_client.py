@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import jobspaces
@@ -105,6 +106,7 @@ class Client:
         delay: float = 0.0,
         array: str | Iterable[int] | None = None,
         after: str | Job | None = None,
+        code: str | os.PathLike[str] | None = None,
     ) -> Job:
         """Submit one task per shell command line (blank lines and # comments skipped), like a job array.
 
@@ -113,7 +115,9 @@ class Client:
         or integers): each command runs once per index, with ``QUBITS_ARRAY_INDEX`` set. ``after``
         (``"JOB"``, ``"JOB:ok"``, ``"JOB:any"`` or a Job): no task is ready before that job finished
         (``ok``: every task succeeded, else these end upstream-failed; ``any``: in any way).
-        A UsageError, with nothing written, when there is no command."""
+        ``code``: a folder (``"."``) shipped to the nodes as the job's code bundle (minus .gitignore'd
+        files; uploaded once by content); the commands run in it. Without it they run in an empty
+        folder of their own. A UsageError, with nothing written, when there is no command."""
         not_before = time.time() + delay if delay else 0.0
         indices: list[int | None] = list(parse_array(array)) if array is not None else [None]
         gate = self._after(after) if after is not None else None
@@ -151,7 +155,16 @@ class Client:
                     )
 
         config: dict[str, Any] = {"after": {"job": gate.job, "mode": gate.mode}} if gate is not None else {}
-        return self.submit(tasks(), kind="commands", name=name, config=config, dag=gate is not None)
+        digest = self._upload_code(code) if code is not None else None
+        return self.submit(tasks(), kind="commands", name=name, code=digest, config=config, dag=gate is not None)
+
+    def _upload_code(self, code: str | os.PathLike[str]) -> str:
+        from .qfile._api import upload_code
+
+        root = Path(code).resolve()
+        if not root.is_dir():
+            raise UsageError(f"code={os.fspath(code)!r} is not a folder: name the folder whose files the commands need")
+        return upload_code(self, root)
 
     def _after(self, after: str | Job) -> After:
         """The job to wait for, which must exist (NotFoundError, exit 4, otherwise)."""

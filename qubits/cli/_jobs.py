@@ -91,6 +91,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         delay=args.delay,
         array=args.array,
         after=args.after,
+        code=args.code,
     )
     print(job.id)
     if args.wait:
@@ -233,6 +234,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_jobspace_option(p)
     p.add_argument("targets", nargs="*", help="Qfile targets (in a project with a Qfile)")
     p.add_argument("--commands", "-c", metavar="FILE", help="one shell command per line ('-' for stdin)")
+    p.add_argument("--code", metavar="DIR", help="ship this folder (e.g. .) to the nodes; the commands run in it (default: an empty folder)")
     p.add_argument("--wrap", metavar="CMD", help="one shell command, given here (like sbatch --wrap)")
     p.add_argument("--array", metavar="SPEC", help="run each command once per index, with $QUBITS_ARRAY_INDEX set: 1-100, 1,3,5, 0-99:2 (SLURM's syntax)")
     p.add_argument("--after", metavar="JOB[:ok|any]", help="no task starts before JOB finished: ok (default) every task succeeded, else these end upstream-failed; any: in any way")

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -200,3 +203,22 @@ def test_every_url_option_and_credential_source_is_documented() -> None:
                  "AZURE_STORAGE_ACCOUNT_KEY", "--profile"):
         assert word.rstrip("=") in docs, word
         assert word in helped, word
+
+
+def test_the_readmes_python_example_works_as_written(s3_url: str, tmp_path: Path) -> None:
+    """The README's "From Python" block, taken from README.md, run as a script in a folder with its
+    train.py: the commands find train.py because `code="."` ships the folder."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("**From Python**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    readme_url = "s3://my-bucket/work?endpoint=http://127.0.0.1:9000"
+    assert readme_url in block
+    (tmp_path / "example.py").write_text(block.replace(readme_url, s3_url))
+    (tmp_path / "train.py").write_text("import sys\nprint('trained with seed', sys.argv[-1])\n")
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # `python` is this venv's
+    agent = AgentProcess(s3_url, cache=tmp_path / "cache", slots=2, env={"PATH": path})
+    try:
+        result = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    finally:
+        agent.stop()
+    assert result.returncode == 0, result.stderr
+    assert "2/2 done (succeeded 2)" in result.stdout and "trained with seed 1" in result.stdout, result.stdout
