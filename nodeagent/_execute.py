@@ -121,6 +121,8 @@ class Executor:
         raise ValueError(f"unknown task kind {spec.kind!r}")
 
     async def run(self, claim: Claim) -> Result:
+        if claim.spec.kind == "after":  # a gate on another job: no process (see qubits._after)
+            return await self.dag.gate(claim)
         agent = self.agent
         others = [d for d in claim.spec.deps if d.startswith(XREF)]
         if others:  # tasks of other jobs: run once they succeeded (parked until then)

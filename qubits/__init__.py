@@ -10,7 +10,13 @@ agents that died. No broker, no scheduler, no database.
     job.wait()
 """
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("qubits")
+    """The installed distribution's version (its package metadata)."""
+except _metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 from ._client import Client, Job, JobStatus, TaskState, connect
 from ._compose import gather

@@ -6,17 +6,23 @@ code that runs inside an event loop.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jobspaces
 from jobspaces import Jobspace, run_sync
 
 from . import _layout as layout
+from ._after import After, parse_after
+from ._array import parse_array
 from ._ids import new_job_id, submitter, task_id
+from ._local import LocalCluster
 from ._logs import BOTH, STREAMS, flushes, header, in_order, read_attempt, render, wanted_keys
 from ._protocol import Claim, LeaseLost, Protocol
 from ._records import Done, JobSpec, Lease, LeaseState, NodeInfo, Outcome, TaskSpec
@@ -53,42 +59,77 @@ class Client:
         env: dict[str, str] | None = None,
         delay: float = 0.0,
         image: str | None = None,
+        array: str | Iterable[int] | None = None,
+        after: str | Job | None = None,
+        code: str | os.PathLike[str] | None = None,
     ) -> Job:
         """Submit one task per shell command line (blank lines and # comments skipped), like a job array.
 
         ``delay``: no task starts before this many seconds from now (a scheduling hint: agents compare
         it with their own wall clocks). ``image``: each command runs inside this container image, on
-        agents with a container runtime (they offer the capability ``container``)."""
+        agents with a container runtime (they offer the capability ``container``). ``array`` (SLURM's syntax, ``"1-100"``, ``"1,3,5"``, ``"0-99:2"``,
+        or integers): each command runs once per index, with ``QUBITS_ARRAY_INDEX`` set. ``after``
+        (``"JOB"``, ``"JOB:ok"``, ``"JOB:any"`` or a Job): no task is ready before that job finished
+        (``ok``: every task succeeded, else these end upstream-failed; ``any``: in any way).
+        ``code``: a folder (``"."``) shipped to the nodes as the job's code bundle (minus .gitignore'd
+        files; uploaded once by content); the commands run in it. Without it they run in an empty
+        folder of their own. A UsageError, with nothing written, when there is no command."""
         not_before = time.time() + delay if delay else 0.0
         if image:
             requires = sorted({*requires, "container"})
+        indices: list[int | None] = list(parse_array(array)) if array is not None else [None]
+        gate = self._after(after) if after is not None else None
+        lines = (ln.strip() for ln in commands)
+        lines = (ln for ln in lines if ln and not ln.startswith("#"))
+        first = next(lines, None)
+        if first is None:
+            raise UsageError("no commands to submit (blank lines and # comments are skipped)")
+        extra: dict[str, Any] = {} if max_attempts is None else {"max_attempts": max_attempts}
 
         def tasks() -> Iterator[TaskSpec]:
             n = 0
-            for line in commands:
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                n += 1
-                extra: dict[str, Any] = {}
-                if max_attempts is not None:
-                    extra["max_attempts"] = max_attempts
-                yield TaskSpec(
-                    id=f"t{n:06d}",
-                    kind="shell",
-                    command=line,
-                    requires=sorted(requires),
-                    resources=dict(resources or {}),
-                    timeout=timeout,
-                    priority=priority,
-                    env=dict(env or {}),
-                    name=line[:200],
-                    not_before=not_before,
-                    image=image or None,
-                    **extra,
-                )
+            if gate is not None:
+                yield TaskSpec(id=gate.gate, kind="after", payload={"job": gate.job, "mode": gate.mode}, max_attempts=1,
+                               name=f"after {gate.job}:{gate.mode}", priority=priority)
+            for line in itertools.chain([first], lines):
+                for index in indices:
+                    n += 1
+                    task_env = dict(env or {})
+                    if index is not None:
+                        task_env["QUBITS_ARRAY_INDEX"] = str(index)
+                    yield TaskSpec(
+                        id=f"t{n:06d}",
+                        kind="shell",
+                        command=line,
+                        deps=[gate.gate] if gate is not None else [],
+                        requires=sorted(requires),
+                        resources=dict(resources or {}),
+                        timeout=timeout,
+                        priority=priority,
+                        env=task_env,
+                        name=line[:200] if index is None else f"{line[:190]} [{index}]",
+                        not_before=not_before,
+                        image=image or None,
+                        **extra,
+                    )
 
-        return self.submit(tasks(), kind="commands", name=name)
+        config: dict[str, Any] = {"after": {"job": gate.job, "mode": gate.mode}} if gate is not None else {}
+        digest = self._upload_code(code) if code is not None else None
+        return self.submit(tasks(), kind="commands", name=name, code=digest, config=config, dag=gate is not None)
+
+    def _upload_code(self, code: str | os.PathLike[str]) -> str:
+        from .qfile._api import upload_code
+
+        root = Path(code).resolve()
+        if not root.is_dir():
+            raise UsageError(f"code={os.fspath(code)!r} is not a folder: name the folder whose files the commands need")
+        return upload_code(self, root)
+
+    def _after(self, after: str | Job) -> After:
+        """The job to wait for, which must exist (NotFoundError, exit 4, otherwise)."""
+        parsed = After(after.id) if isinstance(after, Job) else parse_after(after)
+        self.job(parsed.job)
+        return parsed
 
     def submit(
         self,
@@ -192,8 +233,24 @@ class Client:
         self.close()
 
 
-def connect(jobspace: str | Jobspace) -> Client:
-    """Open a jobspace: a path, file://, memory://, s3://bucket/prefix?endpoint=…, gs://, az://."""
+def connect(jobspace: str | os.PathLike[str] | Jobspace | LocalCluster | None = None) -> Client:
+    """Open a jobspace: a path, file://, memory://, s3://bucket/prefix?endpoint=…, gs://, az://.
+
+    With no argument, the default ``map`` uses too: ``$QUBITS_JOBSPACE`` if set, else the local default
+    (a folder and agents started on this machine, stopped when the process exits). A ``LocalCluster`` is
+    started and its jobspace opened. Anything else is a ``UsageError`` here, not a failure at submit."""
+    if jobspace is None:
+        from ._local import default_cluster
+
+        jobspace = os.environ.get("QUBITS_JOBSPACE") or default_cluster().url
+    if isinstance(jobspace, LocalCluster):
+        jobspace = jobspace.start().url
+    if isinstance(jobspace, os.PathLike):
+        jobspace = os.fspath(jobspace)
+    if not isinstance(jobspace, (str, Jobspace)):
+        raise UsageError(
+            f"connect() takes a jobspace URL, a path, a Jobspace or a LocalCluster, not {type(jobspace).__name__}"
+        )
     return Client(jobspace)
 
 

@@ -59,6 +59,10 @@ def dynamic_task(job: str, task: str) -> str:
     return f"jobs/{job}/tasks/x/{task}.json"
 
 
+def dynamic_tasks_prefix(job: str) -> str:
+    return f"jobs/{job}/tasks/x/"
+
+
 def cancel(job: str) -> str:
     return f"jobs/{job}/cancel"
 

@@ -52,7 +52,9 @@ def _parent_death_signal() -> Callable[[], None] | None:
 
 
 class LocalAgents:
-    """Agents as subprocesses of this process: the fleet of ``qubits make`` and of a LocalCluster."""
+    """Agents as subprocesses of this process: the fleet of ``qubits make`` and of a LocalCluster.
+
+    ``url`` opens the jobspace, whole (``Jobspace.open_url``): it is handed on in ``QUBITS_JOBSPACE``."""
 
     def __init__(
         self,
@@ -70,11 +72,13 @@ class LocalAgents:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
         logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "QUBITS_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+        # The jobspace travels in the environment: its whole URL (an endpoint, and credentials if the URL
+        # carried them) reaches the agents, and nothing secret shows on a command line.
+        env = {**os.environ, "QUBITS_CACHE": str(cache), "PYTHONUNBUFFERED": "1", "QUBITS_JOBSPACE": url}
         preexec = _parent_death_signal()
         for i in range(count):
             # --allow-root: these agents run the caller's own code for the caller.
-            args = [sys.executable, "-m", "qubits.cli", "--log-level", "INFO", "agent", "--jobspace", url,
+            args = [sys.executable, "-m", "qubits.cli", "--log-level", "INFO", "agent",
                     "--slots", str(slots), "--ttl", str(ttl), "--exit-when-idle", str(idle_exit),
                     "--stop-timeout", "10", "--allow-root", "--name", f"{stem}-{i + 1}"]
             for cap in capabilities:

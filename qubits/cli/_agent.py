@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qubits.errors import UsageError
+
 from . import EXIT_OK, EXIT_USAGE, add_jobspace_option, env_default
-from ._common import console, require_jobspace
+from ._common import above, at_least, console, require_jobspace
 
 if TYPE_CHECKING:
     import jobspaces
@@ -59,6 +61,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     import jobspaces
     from nodeagent import Agent, AgentConfig, refuse_root
 
+    _check_agent_options(args)
     url = require_jobspace(args)
     refuse_root(args.allow_root)
     resources = {k: float(v) for k, v in (("cpus", args.cpus), ("memory", args.memory), ("gpus", args.gpus)) if v is not None}
@@ -88,13 +91,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
         config.name = args.name
     agent = Agent(config, js)
     if args.pause_when_busy:
-        from nodeagent._control import DEFAULT_BUSY_WATCH, BusyWatch, parse_duration
-        from qubits.errors import UsageError
+        from nodeagent._control import DEFAULT_BUSY_WATCH, BusyWatch
 
-        try:
-            idle = parse_duration(args.pause_when_busy)
-        except ValueError as exc:
-            raise UsageError(f"--pause-when-busy: {exc}") from None
+        idle = _duration("--pause-when-busy", args.pause_when_busy)
         agent.control.busy_watch = BusyWatch(idle, args.busy_watch or DEFAULT_BUSY_WATCH)
     try:
         if args.metrics_port is not None or args.metrics_textfile:
@@ -152,10 +151,27 @@ def _inject_faults(js: jobspaces.Jobspace, spec: str) -> jobspaces.Jobspace:
     return jobspaces.FaultyJobspace(js, faults)
 
 
-def cmd_pause(args: argparse.Namespace) -> int:
-    from nodeagent._control import parse_duration, set_paused
+def _check_agent_options(args: argparse.Namespace) -> None:
+    """Refuse nonsense before anything starts: one sentence, exit 2 (``nodes`` once showed ``-2 0/-2``)."""
+    at_least(1, slots=args.slots)
+    above(0, ttl=args.ttl, max_idle_poll=args.max_idle_poll)
+    at_least(0, cpus=args.cpus, memory=args.memory, gpus=args.gpus, stop_timeout=args.stop_timeout,
+             exit_when_idle=args.exit_when_idle)
 
-    until = time.time() + parse_duration(args.for_) if args.for_ else None
+
+def _duration(option: str, text: str) -> float:
+    from nodeagent._control import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    from nodeagent._control import set_paused
+
+    until = time.time() + _duration("--for", args.for_) if args.for_ else None
     reached = set_paused(_cache() / "agents", True, until=until, name=args.name)
     if not reached:
         console.print("no running agent on this host")

@@ -86,6 +86,9 @@ def run_verb(args: argparse.Namespace) -> int:
     except jobspaces.NotFound as exc:
         fail(str(exc))
         return EXIT_NOT_FOUND
+    except jobspaces.InvalidURL as exc:  # a URL that cannot be right is a usage error, not a store's fault
+        fail(str(exc))
+        return EXIT_USAGE
     except jobspaces.JobspaceError as exc:
         fail(str(exc))
         return EXIT_JOBSPACE
@@ -109,6 +112,20 @@ def require_jobspace(args: argparse.Namespace) -> str:
     if not url:
         raise errors.UsageError("no jobspace: pass --jobspace URL or set QUBITS_JOBSPACE")
     return str(url)
+
+
+def at_least(low: float, **options: float | None) -> None:
+    """A usage error naming the first option (``--stop-timeout`` for ``stop_timeout``) below ``low``."""
+    for name, value in options.items():
+        if value is not None and not value >= low:  # `not >=` also catches NaN
+            raise errors.UsageError(f"--{name.replace('_', '-')} must be at least {low:g}, not {value:g}")
+
+
+def above(low: float, **options: float | None) -> None:
+    """A usage error naming the first option that is not greater than ``low``."""
+    for name, value in options.items():
+        if value is not None and not value > low:
+            raise errors.UsageError(f"--{name.replace('_', '-')} must be more than {low:g}, not {value:g}")
 
 
 def print_json(obj: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from rich.live import Live
 from rich.table import Table
@@ -54,23 +55,57 @@ def status_table(status: JobStatus, width: int | None = None) -> Table:
     return fitted_table(status.summary(), headers, rows, width=width or out.width)
 
 
+def _read_commands(path: str) -> list[str]:
+    """The lines of a commands file ('-': stdin), or a usage error naming what is wrong with it."""
+    if path == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise UsageError(f"{path}: no such file; --commands takes a file with one shell command per line") from None
+        except IsADirectoryError:
+            raise UsageError(f"{path} is a folder; --commands takes a file with one shell command per line") from None
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read it ({exc.strerror})") from None
+    where = "stdin" if path == "-" else path
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{where} is not a text file; --commands takes one shell command per line (UTF-8)") from None
+    if "\x00" in text:
+        raise UsageError(f"{where} is not a text file (it holds NUL bytes); --commands takes one shell command per line")
+    return text.splitlines()
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
-    if not args.commands:
+    if args.wrap is not None and args.commands:
+        raise UsageError("give either --wrap CMD or --commands FILE, not both")
+    if args.wrap is None and not args.commands:
+        if args.array or args.after:
+            raise UsageError("--array and --after need the commands: --wrap CMD or --commands FILE")
         return _submit_targets(args)
+    if args.wrap is not None:
+        lines, source = [args.wrap], ""
+    else:
+        lines, source = _read_commands(args.commands), ("" if args.commands == "-" else args.commands)
+    if not any(ln.strip() and not ln.strip().startswith("#") for ln in lines):
+        raise UsageError(f"{source or 'the input'} has no commands (blank lines and # comments are skipped)")
     client = _client(args)
-    stream = sys.stdin if args.commands == "-" else open(args.commands, encoding="utf-8")  # noqa: SIM115
-    with stream:
-        job = client.submit_commands(
-            stream,
-            name=args.name or ("" if args.commands == "-" else args.commands),
-            requires=args.requires,
-            resources=_resources(args),
-            max_attempts=args.max_attempts,
-            timeout=args.timeout,
-            priority=args.priority,
-            image=args.image,
-            delay=args.delay,
-        )
+    job = client.submit_commands(
+        lines,
+        name=args.name or source,
+        requires=args.requires,
+        resources=_resources(args),
+        max_attempts=args.max_attempts,
+        timeout=args.timeout,
+        priority=args.priority,
+        image=args.image,
+        delay=args.delay,
+        array=args.array,
+        after=args.after,
+        code=args.code,
+    )
     print(job.id)
     if args.wait:
         status = job.wait()
@@ -253,6 +288,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_jobspace_option(p)
     p.add_argument("targets", nargs="*", help="Qfile targets (in a project with a Qfile)")
     p.add_argument("--commands", "-c", metavar="FILE", help="one shell command per line ('-' for stdin)")
+    p.add_argument("--code", metavar="DIR", help="ship this folder (e.g. .) to the nodes; the commands run in it (default: an empty folder)")
+    p.add_argument("--wrap", metavar="CMD", help="one shell command, given here (like sbatch --wrap)")
+    p.add_argument("--array", metavar="SPEC", help="run each command once per index, with $QUBITS_ARRAY_INDEX set: 1-100, 1,3,5, 0-99:2 (SLURM's syntax)")
+    p.add_argument("--after", metavar="JOB[:ok|any]", help="no task starts before JOB finished: ok (default) every task succeeded, else these end upstream-failed; any: in any way")
     p.add_argument("--name", default="", help="a name for the job")
     p.add_argument("--requires", "-r", action="append", default=[], metavar="CAP", help="a capability each task needs (repeatable)")
     p.add_argument("--cpus", type=float, help="cpus each task takes")

@@ -316,7 +316,7 @@ def make(
         state = qf.project / ".qubits"
         fleet = (
             LocalAgents(
-                client.url, count, cache=state / "cache", logs=state / "logs",
+                client.aio.handoff()["QUBITS_JOBSPACE"], count, cache=state / "cache", logs=state / "logs",
                 stem=f"make-{socket.gethostname()}-{os.getpid()}", ttl=MAKE_TTL, idle_exit=MAKE_IDLE_EXIT,
                 capabilities=tuple(capabilities),
             )
