@@ -6,7 +6,6 @@ code that runs inside an event loop.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -16,8 +15,7 @@ import jobspaces
 from jobspaces import Jobspace, run_sync
 
 from . import _layout as layout
-from ._ids import new_job_id, submitter, task_id
-from ._protocol import Claim, LeaseLost, Protocol
+from ._ids import new_job_id, task_id
 from ._records import Done, JobSpec, Lease, LeaseState, NodeInfo, Outcome, TaskSpec
 from ._specs import Specs
 from .errors import CorruptObject, NotFoundError, WaitTimeout
@@ -340,19 +338,32 @@ class Job:
             return 1
         return max(attempts)
 
-    def cancel(self) -> int:
-        """Cancel the job: running tasks are stopped by their agents; every task not yet decided is
-        decided as cancelled. Returns how many tasks this call decided."""
-        return run_sync(_cancel(self.client, self.id))
+    def cancel(self, task: str | Iterable[str] | None = None) -> int:
+        """Cancel the job, or only ``task`` (an id or name, or several): running tasks are stopped by
+        their agents; every task not yet decided is decided as cancelled; the job's other tasks go on when
+        ``task`` is given. Returns how many tasks this call decided; for ``task``, how many of those named
+        are cancelled now (waiting up to CANCEL_WAIT seconds for the agents that hold them)."""
+        from ._cancel import cancel_job, cancel_tasks
+
+        if task is None:
+            return run_sync(cancel_job(self.client, self.id))
+        names = [task] if isinstance(task, str) else list(task)
+        tids = [self._task_id(name) for name in names]
+        ended = run_sync(cancel_tasks(self.client, self.id, tids))
+        return sum(1 for done in ended.values() if done is not None and done.outcome == Outcome.CANCELLED.value)
 
     def retry(self, *, failed: bool = True) -> Job:
-        """Submit a new job with the tasks that did not succeed (and their dependents)."""
+        """Submit a new job with the tasks that did not succeed (and their dependents).
+
+        NotFoundError, and nothing submitted, when every task succeeded."""
         spec = self.spec()
         redo: dict[str, TaskSpec] = {}
         for tid, (_chunk, t) in self.tasks().items():
             done = self.client.done_record(self.id, tid)
             if done is None or done.outcome != Outcome.SUCCEEDED.value:
                 redo[tid] = t
+        if not redo:
+            raise NotFoundError(f"job {self.id} has no failed task: nothing to retry")
         tasks = [replace(t, deps=[d for d in t.deps if d in redo]) for t in redo.values()]
         config = {**spec.config, "retry_of": self.id}
         return self.client.submit(tasks, kind=spec.kind, name=spec.name, code=spec.code, config=config, dag=any(t.deps for t in tasks))
@@ -386,34 +397,3 @@ def _name(tid: str) -> str:
         return task_name(tid)
     except (ValueError, UnicodeDecodeError):
         return tid
-
-
-async def _cancel(client: Client, job: str) -> int:
-    js = client.aio
-    await js.put(layout.cancel(job), json.dumps({"by": submitter(), "wall": time.time()}).encode())
-    proto = Protocol(js, f"client:{submitter()}", ttl=30.0)
-    decided = 0
-    for tid, (chunk, spec) in (await client.specs.all_tasks(job)).items():
-        if await js.exists(layout.done(job, tid)):
-            continue
-        key = layout.lease(job, tid)
-        try:
-            now = time.time()
-            fresh = Lease(job, tid, proto.holder, "cancel", 1, 30.0, chunk=chunk, started=now, wall=now)
-            etag = await js.put(key, fresh.to_json(), if_absent=True)
-            claim = Claim(job, tid, chunk, spec, fresh, etag)
-        except jobspaces.PreconditionFailed:
-            try:
-                data, etag = await js.get(key)
-            except jobspaces.NotFound:
-                continue
-            lease = Lease.from_json(data, key)
-            if lease.state in (LeaseState.HELD, LeaseState.COMMITTED):
-                continue  # its agent stops it; or it is decided already
-            claim = Claim(job, tid, chunk, spec, lease, etag)
-        try:
-            await proto.commit(claim, Outcome.CANCELLED, error="the job was cancelled")
-            decided += 1
-        except LeaseLost:
-            continue
-    return decided

@@ -5,6 +5,7 @@
     jobs/{job}/tasks/{chunk}.json          immutable task specs, TASKS_PER_CHUNK per chunk
     jobs/{job}/tasks/x/{task}.json         a task added while the job runs (dynamic dependencies)
     jobs/{job}/cancel                      exists = the job is cancelled
+    jobs/{job}/cancelled/{task}            exists = this task is cancelled (the job's others go on)
     jobs/{job}/waits/{dep}/{task}          task waits for dep (a dynamic dependency edge)
     jobs/{job}/released/{task}.{round}     create-only: who makes a waiting task ready (one writer)
     jobs/{job}/invalid/{task}              create-only: a done target whose output went missing (made again)
@@ -56,6 +57,10 @@ def dynamic_task(job: str, task: str) -> str:
 
 def cancel(job: str) -> str:
     return f"jobs/{job}/cancel"
+
+
+def task_cancel(job: str, task: str) -> str:
+    return f"jobs/{job}/cancelled/{task}"
 
 
 def wait_edge(job: str, dep: str, task: str) -> str:

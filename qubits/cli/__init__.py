@@ -6,9 +6,10 @@ the parser sets ``func(args) -> int``. This is the only place that configures lo
 Exit codes (stable):
   0  success
   1  the work failed (a task or job failed, a check did not pass)
-  2  usage error (bad arguments, a Qfile or batch file that does not load)
+  2  usage error (bad arguments, a Qfile or batch file that does not load, a risky request without
+     its explicit argument, an agent started as root without --allow-root)
   3  the jobspace could not be used (missing bucket, access denied, unreachable, unsafe store)
-  4  not found (no such job or task)
+  4  not found (no such job or task, no agent on this host to pause, no failed task to retry)
   5  timed out waiting
   130 interrupted
 """

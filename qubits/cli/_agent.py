@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import EXIT_OK, EXIT_USAGE, add_jobspace_option, env_default
+from . import EXIT_NOT_FOUND, EXIT_OK, add_jobspace_option, env_default
 from ._common import console, require_jobspace
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
     reached = set_paused(_cache() / "agents", True, until=until, name=args.name)
     if not reached:
         console.print("no running agent on this host")
-        return EXIT_USAGE
+        return EXIT_NOT_FOUND
     console.print(f"paused {', '.join(reached)}" + (f" until {time.strftime('%H:%M:%S', time.localtime(until))}" if until else ""))
     return EXIT_OK
 
@@ -157,7 +157,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     reached = set_paused(_cache() / "agents", False, name=args.name)
     if not reached:
         console.print("no running agent on this host")
-        return EXIT_USAGE
+        return EXIT_NOT_FOUND
     console.print(f"resumed {', '.join(reached)}")
     return EXIT_OK
 

@@ -95,6 +95,22 @@ def run_verb(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
+def confirm(question: str, *, otherwise: str) -> bool:
+    """Ask ``question`` (y/N) when stdin is a terminal, and say whether the answer was yes. Not on a
+    terminal, a risky default is never taken: UsageError(``otherwise``), the explicit way to ask for it."""
+    if not sys.stdin.isatty():
+        raise errors.UsageError(otherwise)
+    console.print(f"{question} [y/N] ", end="", soft_wrap=True)
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        answer = ""
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    console.print("nothing done")
+    return False
+
+
 def require_jobspace(args: argparse.Namespace) -> str:
     """The --jobspace URL, or a usage error that says how to give one."""
     url = getattr(args, "jobspace", None)

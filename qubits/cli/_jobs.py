@@ -10,10 +10,10 @@ from rich.live import Live
 from rich.table import Table
 
 from qubits import Client, JobStatus, connect
-from qubits.errors import UsageError
+from qubits.errors import UsageError, WaitTimeout
 
 from . import EXIT_FAILED, EXIT_OK, add_jobspace_option
-from ._common import console, print_json, require_jobspace
+from ._common import confirm, console, print_json, require_jobspace
 
 _STYLE = {
     "succeeded": "green",
@@ -119,7 +119,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_wait(args: argparse.Namespace) -> int:
     job = _job(args)
-    status = job.wait(timeout=args.timeout)
+    try:
+        status = job.wait(timeout=args.timeout)
+    except WaitTimeout:
+        if args.json:
+            print_json(job.status().to_dict())  # scripts read where it got to, then the exit code 5
+        raise
     if args.json:
         print_json(status.to_dict())
     else:
@@ -141,7 +146,18 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    if args.job is None:
+        last = _client(args).last()
+        name = last.spec().name
+        if not confirm(f"cancel the last job, {last.id}" + (f" ({name})" if name else "") + "?",
+                       otherwise="say which job: qubits cancel JOB [TASK …] (or 'last')"):
+            return EXIT_FAILED
+        args.job = last.id
     job = _job(args)
+    if args.task:
+        ended = job.cancel(task=args.task)
+        console.print(f"cancelled {ended} of {len(args.task)} task(s) of {job.id}; its other tasks go on")
+        return EXIT_OK if ended == len(args.task) else EXIT_FAILED
     decided = job.cancel()
     console.print(f"cancelled {job.id}: {decided} task(s) decided now; running ones stop on their agents")
     return EXIT_OK
@@ -149,8 +165,6 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_retry(args: argparse.Namespace) -> int:
     job = _job(args)
-    if not args.failed:
-        raise UsageError("say what to retry: --failed")
     new = job.retry(failed=True)
     print(new.id)
     return EXIT_OK
@@ -231,9 +245,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--follow", "-f", action="store_true", help="stream until the task finishes")
     q.add_argument("--attempt", type=int, help="which attempt (default: the last)")
     q.add_argument("--stream", choices=["stdout", "stderr"], default="stdout")
-    job_parser("cancel", "cancel a job", cmd_cancel)
+    q = sub.add_parser("cancel", help="cancel a job, or some of its tasks (asks on a terminal when no job is named)")
+    add_jobspace_option(q)
+    q.add_argument("job", nargs="?", help="job id, or 'last' (required when not on a terminal)")
+    q.add_argument("task", nargs="*", help="only these tasks (ids or names): the job's others go on")
+    q.set_defaults(func=cmd_cancel)
     q = job_parser("retry", "resubmit a job's failed tasks as a new job", cmd_retry)
-    q.add_argument("--failed", action="store_true", help="the tasks that did not succeed")
+    q.add_argument("--failed", action="store_true", help="the tasks that did not succeed (the default, and the only selection)")
     q = sub.add_parser("jobs", help="list jobs")
     add_jobspace_option(q)
     q.add_argument("--json", action="store_true")

@@ -33,7 +33,7 @@ from qubits._fleet import (
 from qubits.errors import QubitsError, UsageError
 
 from . import EXIT_FAILED, EXIT_OK, add_jobspace_option, env_default
-from ._common import console, print_json
+from ._common import confirm, console, print_json
 
 _LOCALHOST = {"localhost", "127.0.0.1", "::1"}
 
@@ -221,8 +221,13 @@ def cmd_pssh(args: argparse.Namespace) -> int:
 def cmd_kill(args: argparse.Namespace) -> int:
     _qf, config = _project(args, required=False)
     client = connect(_jobspace(args, config))
-    job = None if args.job in (None, "all") else (client.last().id if args.job == "last" else args.job)
-    records = [r for r in fleet_records(client.aio, job) if args.all or not r.get("stopped")]
+    if args.job is None and not args.all:
+        if not confirm(f"stop every agent that `qubits run` started in {client.url.split('?', 1)[0]}?",
+                       otherwise="say which agents: qubits kill JOB, 'last', or --all (every run's)"):
+            return EXIT_FAILED
+        args.job = "all"
+    job = None if args.all or args.job == "all" else (client.last().id if args.job == "last" else args.job)
+    records = [r for r in fleet_records(client.aio, job) if args.stopped or not r.get("stopped")]
     if not records:
         console.print("no agents recorded" + (f" for job {job}" if job else "") + " (that are not stopped already)")
         return EXIT_OK
@@ -314,14 +319,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_pssh)
 
-    p = sub.add_parser("kill", help="stop the agents `qubits run` started (of JOB, or of every run)")
+    p = sub.add_parser("kill", help="stop the agents `qubits run` started (of JOB, or of every run: all)")
     add_jobspace_option(p)
     _project_options(p)
-    p.add_argument("job", nargs="?", default="all", help="job id, 'last', or 'all' (default)")
+    p.add_argument("job", nargs="?", help="job id, 'last', or 'all' (no default: asks on a terminal)")
     p.add_argument("--signal", "-s", choices=["TERM", "INT", "KILL"], default="TERM",
                    help="TERM (default): stop claiming, let running tasks finish within the stop timeout; KILL: at once, tasks too")
     p.add_argument("--wait", type=float, default=0.0, help="wait up to this many seconds for the agents to exit")
-    p.add_argument("--all", action="store_true", help="also agents already marked stopped")
+    p.add_argument("--all", action="store_true", help="the agents of every run (the same as JOB 'all')")
+    p.add_argument("--stopped", action="store_true", help="also agents already marked stopped")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_kill)
 

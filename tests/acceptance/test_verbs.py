@@ -1,0 +1,151 @@
+"""Verbs' defaults and exit codes as a new user meets them (issue 19): retry, cancel (a job, one task),
+kill and cancel with no argument, wait --json on a timeout, pause with no agent, the agent as root."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jobspaces
+import qubits
+from qubits import _layout as layout
+from qubits._records import Done
+from tests.agents import AgentProcess, run_cli
+
+
+def _finish(client: qubits.Client, job: qubits.Job, outcome: str = "succeeded") -> None:
+    for tid in job.tasks():
+        done = Done(job.id, tid, outcome, 1, holder="test")
+        jobspaces.run_sync(client.aio.put(layout.done(job.id, tid), done.to_json(), if_absent=True))
+
+
+def _jobs(client: qubits.Client) -> list[str]:
+    return [s.id for s in client.jobs()]
+
+
+def test_retry_with_nothing_failed_says_so_and_creates_nothing(local_url: str) -> None:
+    client = qubits.connect(local_url)
+    job = client.submit_commands(["true", "true"])
+    _finish(client, job)
+    before = _jobs(client)
+    for argv in (("retry", job.id, "--failed"), ("retry", job.id)):
+        proc = run_cli(*argv, "--jobspace", local_url)
+        assert proc.returncode == 4, proc.stderr
+        assert "nothing to retry" in proc.stderr and "Traceback" not in proc.stderr
+        assert proc.stdout == ""
+    assert _jobs(client) == before, "no empty job was created"
+
+
+def test_retry_without_failed_retries_the_failed_tasks(local_url: str) -> None:
+    client = qubits.connect(local_url)
+    job = client.submit_commands(["false"])
+    _finish(client, job, "failed")
+    proc = run_cli("retry", job.id, "--jobspace", local_url)
+    assert proc.returncode == 0, proc.stderr
+    new = client.job(proc.stdout.strip())
+    assert list(new.tasks()) == ["t000001"] and new.spec().config["retry_of"] == job.id
+
+
+def test_cancel_and_kill_need_their_argument_off_a_terminal(local_url: str) -> None:
+    client = qubits.connect(local_url)
+    job = client.submit_commands(["true"])
+    proc = run_cli("cancel", "--jobspace", local_url, input="")
+    assert proc.returncode == 2 and "qubits cancel JOB" in proc.stderr, proc.stderr
+    assert not job.results() and not jobspaces.run_sync(client.aio.exists(layout.cancel(job.id))), "nothing was cancelled"
+    proc = run_cli("kill", "--jobspace", local_url, input="")
+    assert proc.returncode == 2 and "--all" in proc.stderr, proc.stderr
+    assert run_cli("kill", "--all", "--jobspace", local_url).returncode == 0, "the explicit form works"
+    assert run_cli("cancel", "last", "--jobspace", local_url).returncode == 0
+    assert job.status().counts.get("cancelled") == 1
+
+
+def _on_a_terminal(argv: list[str], answer: str) -> tuple[int, str]:
+    """Run ``qubits ARGV`` with a pseudo-terminal as stdin, answer its question, return (code, stderr)."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "qubits.cli", *argv], stdin=slave, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        os.write(master, answer.encode())
+        out, err = proc.communicate(timeout=60)
+        return proc.returncode, err
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_cancel_with_no_job_asks_on_a_terminal(local_url: str) -> None:
+    client = qubits.connect(local_url)
+    job = client.submit_commands(["true"])
+    code, err = _on_a_terminal(["cancel", "--jobspace", local_url], "n\n")
+    assert code == 1 and f"cancel the last job, {job.id}" in err and "nothing done" in err, err
+    assert not job.results()
+    code, err = _on_a_terminal(["cancel", "--jobspace", local_url], "y\n")
+    assert code == 0, err
+    assert job.status().counts.get("cancelled") == 1
+
+
+def test_wait_json_prints_the_status_when_it_times_out(local_url: str) -> None:
+    client = qubits.connect(local_url)
+    job = client.submit_commands(["true", "true"])
+    proc = run_cli("wait", job.id, "--json", "--timeout", "0.5", "--jobspace", local_url)
+    assert proc.returncode == 5, proc.stderr
+    status = json.loads(proc.stdout)
+    assert status["job"] == job.id and status["finished"] is False and status["counts"]["pending"] == 2
+
+
+def test_pause_and_resume_with_no_agent_exit_not_found(tmp_path: Path) -> None:
+    for verb in ("pause", "resume"):
+        proc = run_cli("agent", verb, env={"QUBITS_CACHE": str(tmp_path)})
+        assert proc.returncode == 4, (verb, proc.stderr)
+        assert "no running agent" in proc.stderr
+
+
+def test_the_agent_refuses_root_as_a_usage_error(local_url: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from qubits.cli import run
+
+    monkeypatch.setenv("QUBITS_CACHE", str(tmp_path))
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert run(["agent", "--jobspace", local_url, "--exit-when-idle", "1"]) == 2
+
+
+def test_cancel_one_task_pending_or_running_the_others_go_on(local_url: str, tmp_path: Path) -> None:
+    client = qubits.connect(local_url)
+    job = client.submit_commands(["sleep 60 # a", "sleep 60 # b", "echo third"], max_attempts=1)
+    agent = AgentProcess(local_url, cache=tmp_path / "c", slots=1, ttl=5)
+    try:
+        deadline = time.monotonic() + 60
+        while not (running := [r for r in job.status().rows if r.state == "running"]):
+            assert time.monotonic() < deadline, agent.log()
+            time.sleep(0.1)
+        if running[0].task == "t000003":  # the agent took the quick one first (ready shards are random)
+            while not (running := [r for r in job.status().rows if r.state == "running" and r.task != "t000003"]):
+                assert time.monotonic() < deadline, agent.log()
+                time.sleep(0.1)
+        busy = running[0].task
+        idle = "t000002" if busy == "t000001" else "t000001"
+        # The pending one, from the CLI, by name: decided at once.
+        proc = run_cli("cancel", job.id, "sleep 60 # b" if idle == "t000002" else "sleep 60 # a", "--jobspace", local_url)
+        assert proc.returncode == 0, proc.stderr
+        assert client.done_record(job.id, idle).outcome == "cancelled"  # type: ignore[union-attr]
+        # The running one, from Python: its agent stops it and commits it cancelled.
+        started = time.monotonic()
+        assert job.cancel(task=busy) == 1
+        assert time.monotonic() - started < 10
+        status = job.wait(timeout=60)
+        assert status.counts == {"cancelled": 2, "succeeded": 1, "pending": 0}
+        assert job.logs("t000003") == b"third\n"
+        assert not jobspaces.run_sync(client.aio.exists(layout.cancel(job.id))), "the job itself is not cancelled"
+        results = job.results()
+        assert results[busy].error == "the task was cancelled" and results[busy].attempt == 1
+        assert job.cancel(task=busy) == 1, "still cancelled"
+        client._done_cache.clear()
+        assert job.results()[busy] == results[busy], "decided once: cancelling again changes nothing"
+        assert agent.alive()
+    finally:
+        agent.stop()
