@@ -40,15 +40,21 @@ def env_default(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
-def add_jobspace_option(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    """--jobspace URL, bound to QUBITS_JOBSPACE."""
+def add_jobspace_option(parser: argparse.ArgumentParser, required: bool = False, *, project: bool = True) -> None:
+    """--jobspace URL, bound to QUBITS_JOBSPACE; with ``project``, also the project options (-C DIR …),
+    so that in a Qfile project the verb finds the project's jobspace without --jobspace."""
     parser.add_argument(
         "--jobspace",
         "-j",
         default=env_default("QUBITS_JOBSPACE"),
         metavar="URL",
-        help="the jobspace: a path, file://, s3://bucket/prefix?endpoint=…, gs://, az:// (env QUBITS_JOBSPACE)",
+        help="the jobspace: a path, file://, s3://bucket/prefix?endpoint=…, gs://, az:// (env QUBITS_JOBSPACE; "
+        + ("default: the Qfile project's, from -C DIR or here)" if project else "required)"),
     )
+    if project:
+        from ._common import add_project_options
+
+        add_project_options(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

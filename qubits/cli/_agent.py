@@ -191,7 +191,7 @@ def cmd_systemd(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("agent", help="run the node agent (and: agent pause | resume | systemd)")
-    add_jobspace_option(p)
+    add_jobspace_option(p, project=False)
     p.add_argument("--slots", type=int, default=int(env_default("QUBITS_SLOTS", "1") or 1), help="tasks at once (env QUBITS_SLOTS)")
     p.add_argument("--capability", "-C", action="append", default=[], metavar="NAME", help="a capability this node offers (repeatable)")
     p.add_argument("--cpus", type=float, help="cpus this node lends to tasks")
@@ -222,7 +222,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--name", help="only this agent")
     q.set_defaults(func=cmd_resume)
     q = verbs.add_parser("systemd", help="write a systemd unit for the agent")
-    add_jobspace_option(q)
+    add_jobspace_option(q, project=False)
     q.add_argument("-o", "--output", default="qubits-agent.service", help="file to write ('-' for stdout)")
     q.add_argument("--user", default=os.environ.get("USER", "qubits"))
     q.add_argument("--env-file", default="/etc/qubits/agent.env")

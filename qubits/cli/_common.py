@@ -111,12 +111,35 @@ def confirm(question: str, *, otherwise: str) -> bool:
     return False
 
 
+def add_project_options(parser: argparse.ArgumentParser) -> None:
+    """-C/--directory, -f/--qfile and -p/--profile: which Qfile project (each left out if the verb has it
+    already; -f only where no other option took the letter)."""
+    taken = parser._option_string_actions
+    if "--directory" not in taken:
+        parser.add_argument("-C", "--directory", default=".", metavar="DIR", help="the project folder (default: here, or the nearest one above with a Qfile)")
+    if "--qfile" not in taken:
+        letters = () if "-f" in taken else ("-f",)
+        parser.add_argument(*letters, "--qfile", metavar="FILE", help="the Qfile (default: DIR/Qfile, or the nearest one above)")
+    if "--profile" not in taken:
+        parser.add_argument("-p", "--profile", metavar="NAME", help="a profile of the Qfile (switches jobspace, nodes …)")
+
+
 def require_jobspace(args: argparse.Namespace) -> str:
-    """The --jobspace URL, or a usage error that says how to give one."""
+    """The --jobspace URL (or QUBITS_JOBSPACE); else, for a verb with project options, the jobspace of the
+    Qfile project at -C DIR (default: here or above); else a usage error that says how to give one."""
     url = getattr(args, "jobspace", None)
-    if not url:
-        raise errors.UsageError("no jobspace: pass --jobspace URL or set QUBITS_JOBSPACE")
-    return str(url)
+    if url:
+        return str(url)
+    if hasattr(args, "directory"):
+        from qubits.qfile import project_jobspace
+
+        directory, qfile, profile = args.directory, getattr(args, "qfile", None), getattr(args, "profile", None)
+        try:
+            return project_jobspace(directory, profile, qfile)
+        except errors.UsageError as exc:
+            if directory != "." or qfile or profile or "no Qfile" not in str(exc):
+                raise  # asked for a project: say what is wrong with it
+    raise errors.UsageError("no jobspace: pass --jobspace URL, set QUBITS_JOBSPACE, or run in a Qfile project (or -C DIR)")
 
 
 def print_json(obj: Any) -> None:

@@ -13,7 +13,7 @@ from qubits import Client, JobStatus, connect
 from qubits.errors import UsageError, WaitTimeout
 
 from . import EXIT_FAILED, EXIT_OK, add_jobspace_option
-from ._common import confirm, console, print_json, require_jobspace
+from ._common import add_project_options, confirm, console, print_json, require_jobspace
 
 _STYLE = {
     "succeeded": "green",
@@ -71,7 +71,7 @@ def _submit_targets(args: argparse.Namespace) -> int:
     from qubits.qfile import submit_targets
 
     try:
-        job = submit_targets(args.targets, profile=args.profile, jobspace=args.jobspace)
+        job = submit_targets(args.targets, project=args.directory, profile=args.profile, qfile=args.qfile, jobspace=args.jobspace)
     except UsageError as exc:
         if "no Qfile" in str(exc):
             raise UsageError(f"{exc}; or give --commands FILE (one shell command per line)") from None
@@ -210,7 +210,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("submit", help="submit a job (--commands FILE: one shell command per line)")
-    add_jobspace_option(p)
+    add_jobspace_option(p, project=False)
     p.add_argument("targets", nargs="*", help="Qfile targets (in a project with a Qfile)")
     p.add_argument("--commands", "-c", metavar="FILE", help="one shell command per line ('-' for stdin)")
     p.add_argument("--name", default="", help="a name for the job")
@@ -228,7 +228,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     def job_parser(name: str, help_: str, func, task: bool = False) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
         q: argparse.ArgumentParser = sub.add_parser(name, help=help_)
-        add_jobspace_option(q)
+        add_jobspace_option(q, project=False)
         q.add_argument("job", nargs="?", default="last", help="job id (default: the last one)")
         if task:
             q.add_argument("task", help="task id or name")
@@ -246,21 +246,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--attempt", type=int, help="which attempt (default: the last)")
     q.add_argument("--stream", choices=["stdout", "stderr"], default="stdout")
     q = sub.add_parser("cancel", help="cancel a job, or some of its tasks (asks on a terminal when no job is named)")
-    add_jobspace_option(q)
+    add_jobspace_option(q, project=False)
     q.add_argument("job", nargs="?", help="job id, or 'last' (required when not on a terminal)")
     q.add_argument("task", nargs="*", help="only these tasks (ids or names): the job's others go on")
     q.set_defaults(func=cmd_cancel)
     q = job_parser("retry", "resubmit a job's failed tasks as a new job", cmd_retry)
     q.add_argument("--failed", action="store_true", help="the tasks that did not succeed (the default, and the only selection)")
     q = sub.add_parser("jobs", help="list jobs")
-    add_jobspace_option(q)
+    add_jobspace_option(q, project=False)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_jobs)
     q = sub.add_parser("last", help="print the last job's id")
-    add_jobspace_option(q)
+    add_jobspace_option(q, project=False)
     q.set_defaults(func=cmd_last)
     q = sub.add_parser("nodes", help="live agents: capabilities, slots, running tasks, paused, version, last seen")
-    add_jobspace_option(q)
+    add_jobspace_option(q, project=False)
     q.add_argument("--all", "-a", action="store_true", help="also agents that stopped or were not seen for minutes (--json lists all)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_nodes)
+    for verb in sub.choices.values():
+        if "--jobspace" in verb._option_string_actions:
+            add_project_options(verb)  # last: -f stays --follow where a verb has it

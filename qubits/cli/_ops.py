@@ -33,7 +33,7 @@ from qubits._fleet import (
 from qubits.errors import QubitsError, UsageError
 
 from . import EXIT_FAILED, EXIT_OK, add_jobspace_option, env_default
-from ._common import confirm, console, print_json
+from ._common import add_project_options, confirm, console, print_json
 
 _LOCALHOST = {"localhost", "127.0.0.1", "::1"}
 
@@ -69,14 +69,8 @@ def _nodes(args: argparse.Namespace, config: dict[str, Any]) -> list[Node]:
     return nodes
 
 
-def _project_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-C", "--directory", default=".", metavar="DIR", help="the project folder (default: here)")
-    p.add_argument("-f", "--qfile", metavar="FILE", help="the Qfile (default: DIR/Qfile, or the nearest one above)")
-    p.add_argument("-p", "--profile", metavar="NAME", help="a profile of the Qfile (switches jobspace, nodes …)")
-
-
 def _ssh_options(p: argparse.ArgumentParser) -> None:
-    _project_options(p)
+    add_project_options(p)
     p.add_argument("--node", "-n", action="append", default=[], metavar="ADDR",
                    help="a node, as [user@]host[:port] (repeatable; replaces the Qfile's nodes)")
     p.add_argument("--remote-python", default=None, metavar="PY", help="Python on the nodes (default python3; env QUBITS_REMOTE_PYTHON)")
@@ -321,7 +315,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("kill", help="stop the agents `qubits run` started (of JOB, or of every run: all)")
     add_jobspace_option(p)
-    _project_options(p)
+    add_project_options(p)
     p.add_argument("job", nargs="?", help="job id, 'last', or 'all' (no default: asks on a terminal)")
     p.add_argument("--signal", "-s", choices=["TERM", "INT", "KILL"], default="TERM",
                    help="TERM (default): stop claiming, let running tasks finish within the stop timeout; KILL: at once, tasks too")
@@ -333,7 +327,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("top", help="a live view of jobs and agents")
     add_jobspace_option(p)
-    _project_options(p)
+    add_project_options(p)
     p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     p.add_argument("--jobs", type=int, default=10, help="how many recent jobs to show")
     p.add_argument("--once", action="store_true", help="print one frame and exit")
@@ -341,7 +335,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("gc", help="remove finished jobs older than a cutoff, with all their objects (never a running job)")
     add_jobspace_option(p)
-    _project_options(p)
+    add_project_options(p)
     p.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 30d, 12h, 90m (since the job's last task finished)")
     p.add_argument("--dry-run", "-n", action="store_true", help="say what would go; delete nothing")
     p.add_argument("--verbose", "-v", action="store_true", help="also list the jobs kept for being too recent")

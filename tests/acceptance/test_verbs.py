@@ -149,3 +149,38 @@ def test_cancel_one_task_pending_or_running_the_others_go_on(local_url: str, tmp
         assert agent.alive()
     finally:
         agent.stop()
+
+
+def _cli_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "QUBITS_JOBSPACE"}
+    return subprocess.run([sys.executable, "-m", "qubits.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_every_verb_finds_the_project_jobspace_from_here_or_from_C(tmp_path: Path) -> None:
+    folder = tmp_path / "proj"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "Qfile").write_text("from qubits.qfile import rule\n\n@rule('default')\ndef default(ctx):\n    pass\n")
+    client = qubits.connect(f"file://{folder / '.qubits' / 'jobspace'}")
+    job = client.submit_commands(["echo from-the-project"], max_attempts=1)
+    agent = AgentProcess(client.url, cache=tmp_path / "c", slots=1, exit_when_idle=1)
+    try:
+        assert job.wait(timeout=60).ok
+    finally:
+        agent.stop()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for cwd, where in ((folder / "sub", ()), (elsewhere, ("-C", str(folder)))):
+        assert _cli_in(cwd, "last", *where).stdout.strip() == job.id
+        listed = _cli_in(cwd, "jobs", "--json", *where)
+        assert [j["id"] for j in json.loads(listed.stdout)] == [job.id], listed.stderr
+        status = _cli_in(cwd, "status", job.id, "--json", *where)
+        assert json.loads(status.stdout)["ok"] is True, status.stderr
+        assert _cli_in(cwd, "wait", "last", *where).returncode == 0
+        assert _cli_in(cwd, "logs", job.id, "t000001", *where).stdout == "from-the-project\n"
+        assert _cli_in(cwd, "retry", job.id, *where).returncode == 4, "found the job: nothing failed"
+        assert _cli_in(cwd, "nodes", "--json", *where).returncode == 0
+        assert _cli_in(cwd, "timeline", "last", "-o", "-", *where).returncode == 0
+    outside = _cli_in(elsewhere, "status")
+    assert outside.returncode == 2 and "-C DIR" in outside.stderr, "no project here: say how to name one"
+    wrong = _cli_in(elsewhere, "status", "-C", str(elsewhere))
+    assert wrong.returncode == 2 and "no Qfile" in wrong.stderr
