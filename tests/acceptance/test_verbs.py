@@ -184,3 +184,49 @@ def test_every_verb_finds_the_project_jobspace_from_here_or_from_C(tmp_path: Pat
     assert outside.returncode == 2 and "-C DIR" in outside.stderr, "no project here: say how to name one"
     wrong = _cli_in(elsewhere, "status", "-C", str(elsewhere))
     assert wrong.returncode == 2 and "no Qfile" in wrong.stderr
+
+
+def test_systemd_unit_takes_the_url_from_its_env_file_and_the_printed_steps_install_it(local_url: str, tmp_path: Path) -> None:
+    import shlex
+    import stat
+
+    work = tmp_path / "w"
+    work.mkdir()
+    root = tmp_path / "root"
+    env = {**os.environ, "COLUMNS": "80", "MY_TOKEN": "s3cr3t-token"}
+    argv = [sys.executable, "-m", "qubits.cli", "agent", "systemd", "-o", str(work / "qubits-agent.service"), "-j", local_url, "--slots", "2"]
+    plain = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0, plain.stderr
+    printed = plain.stderr.split("in their folder:\n", 1)[1].splitlines()
+    assert len(printed) == 8 and all(len(line) <= 80 for line in printed), plain.stderr  # whole commands, none cut
+    assert "useradd --system" in plain.stderr and "install -d -m 755 /etc/qubits" in plain.stderr
+    proc = subprocess.run([*argv, "--env", "MY_TOKEN", "--root", str(root)], cwd=work, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "s3cr3t" not in proc.stdout + proc.stderr
+    unit = (work / "qubits-agent.service").read_text()
+    assert "s3cr3t" not in unit and "EnvironmentFile=/etc/qubits/agent.env" in unit and "User=qubits" in unit
+    env_file = work / "qubits-agent.env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert f"QUBITS_JOBSPACE={local_url}\n" in env_file.read_text() and "MY_TOKEN=s3cr3t-token\n" in env_file.read_text()
+    # The steps as printed, pasted into a shell, against a temporary root.
+    steps = proc.stderr.split("in their folder:\n", 1)[1]
+    subprocess.run(["bash", "-euo", "pipefail", "-c", steps], cwd=work, check=True, timeout=60)
+    installed = root / "etc" / "qubits" / "agent.env"
+    assert stat.S_IMODE(installed.stat().st_mode) == 0o600 and installed.read_text() == env_file.read_text()
+    assert (root / "etc" / "systemd" / "system" / "qubits-agent.service").read_text() == unit
+    assert (root / "etc" / "systemd" / "system" / "multi-user.target.wants" / "qubits-agent.service").is_symlink()
+    user = next(line for line in (root / "etc" / "passwd").read_text().splitlines() if line.startswith("qubits:"))
+    assert int(user.split(":")[2]) < 1000, "a system user"
+    subprocess.run(["bash", "-euo", "pipefail", "-c", steps], cwd=work, check=True, timeout=60)  # again: idempotent
+    # What systemd would run: ExecStart with the environment file's variables finds the jobspace there.
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))[len("ExecStart="):]
+    service_env = {k: v for k, v in os.environ.items() if k != "QUBITS_JOBSPACE"}
+    for line in installed.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            service_env[key] = value
+    service_env["QUBITS_CACHE"] = str(tmp_path / "cache")
+    agent = subprocess.run([*shlex.split(exec_start), "--exit-when-idle", "1", "--allow-root", "--name", "from-the-unit"],
+                           env=service_env, capture_output=True, text=True, timeout=60)
+    assert agent.returncode == 0, agent.stderr
+    assert "from-the-unit" in {info.name for info, _age in qubits.connect(local_url).nodes()}
