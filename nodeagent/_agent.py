@@ -77,6 +77,7 @@ class Agent:
         self.running: dict[str, tuple[Claim, asyncio.Task[None]]] = {}
         self.used: dict[str, float] = {}
         self.draining = False
+        self.stop_now = False
         self._wake_etag: str | None = None
         self._kick = asyncio.Event()
         self.skip: set[tuple[str, str]] = set()
@@ -150,7 +151,7 @@ class Agent:
                         await self._presence()
                     if not self.running:
                         break
-                    if now >= drain_deadline:
+                    if now >= drain_deadline or self.stop_now:
                         await self._release_all()
                         break
                 if self.control.tick():
@@ -228,9 +229,10 @@ class Agent:
         return 0
 
     def drain(self) -> None:
-        """Stop claiming; running tasks finish within stop_timeout or are released."""
+        """Stop claiming; running tasks finish within stop_timeout or are released (at once on a second signal)."""
         if not self.draining:
             log.info("drain", extra={"action": "drain", "node": self.config.name})
+        self.stop_now = self.draining
         self.draining = True
         self._kick.set()
 

@@ -68,6 +68,11 @@ def cmd_make(args: argparse.Namespace) -> int:
         if live is not None:
             live.update(_progress_line(status, elapsed))
 
+    def stopping(seconds: float) -> None:
+        if live is not None:
+            live.stop()
+        console.print(f"stopping: waiting up to {seconds:g} s for running tasks; Ctrl-C again to stop now", soft_wrap=True)
+
     if live is not None:
         live.start()
     try:
@@ -80,6 +85,7 @@ def cmd_make(args: argparse.Namespace) -> int:
             capabilities=args.capability,
             force=args.always,
             on_progress=progress,
+            on_stopping=stopping,
         )
     except KeyboardInterrupt as exc:
         if live is not None:

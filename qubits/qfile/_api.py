@@ -24,7 +24,7 @@ import jobspaces
 from .. import _layout as layout
 from .._bundle import pack
 from .._client import Client, Job, JobStatus, connect
-from .._local import LocalAgents
+from .._local import LOCAL_STOP_TIMEOUT, LocalAgents
 from .._records import JobSpec
 from ..errors import QubitsError, UsageError
 from ._graph import plan
@@ -194,11 +194,16 @@ def make(
     capabilities: Iterable[str] = (),
     force: bool = False,
     on_progress: Callable[[JobStatus, float], None] | None = None,
+    on_stopping: Callable[[float], None] | None = None,
     poll: float = 0.5,
 ) -> MakeResult:
     """Make ``targets`` here: submit them to the project's jobspace (the embedded default is a
     directory in the project), start ``agents`` agents as subprocesses, wait, and say where the
-    results are. Redoes nothing already done (see the module's docstring)."""
+    results are. Redoes nothing already done (see the module's docstring).
+
+    On KeyboardInterrupt the agents get LOCAL_STOP_TIMEOUT seconds for their running tasks
+    (``on_stopping(seconds)`` is called first, to say so); a second KeyboardInterrupt meanwhile stops
+    them and their tasks at once. The job is kept either way: make again to resume it."""
     started = time.monotonic()
     qf, config = _load(project, qfile, profile)
     wanted = qf.targets_default(targets)
@@ -253,6 +258,15 @@ def make(
                     raise QubitsError(f"the agents of this make stopped before job {job.id} finished; see {logs[0].parent}")
                 time.sleep(poll)
         except KeyboardInterrupt:
+            if fleet is not None:
+                if on_stopping is not None:
+                    on_stopping(LOCAL_STOP_TIMEOUT)
+                try:
+                    fleet.stop()
+                except KeyboardInterrupt:
+                    raise KeyboardInterrupt(f"stopped its agents and their tasks now; job {job.id} is kept: make again to resume it") from None
+                finally:
+                    fleet = None
             raise KeyboardInterrupt(f"job {job.id} is kept: make again to resume it") from None
         finally:
             if fleet is not None:

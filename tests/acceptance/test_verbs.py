@@ -230,3 +230,70 @@ def test_systemd_unit_takes_the_url_from_its_env_file_and_the_printed_steps_inst
                            env=service_env, capture_output=True, text=True, timeout=60)
     assert agent.returncode == 0, agent.stderr
     assert "from-the-unit" in {info.name for info, _age in qubits.connect(local_url).nodes()}
+
+
+SLOW_QFILE = '''
+import os
+from qubits.qfile import conf, rule
+
+conf.agents = 1
+
+@rule("default")
+def default(ctx):
+    ctx.sh("sleep 120 & echo $! > " + os.environ["PIDS"] + "; echo $$ >> " + os.environ["PIDS"] + "; wait")
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _make_running(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int], Path]:
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    (folder / "Qfile").write_text(SLOW_QFILE)
+    pids = tmp_path / "pids"
+    env = {**os.environ, "PIDS": str(pids), "PYTHONUNBUFFERED": "1"}
+    make = subprocess.Popen([sys.executable, "-m", "qubits.cli", "make", "-C", str(folder)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while len(pids.read_text().split() if pids.exists() else []) < 2:
+        assert make.poll() is None and time.monotonic() < deadline, make.communicate()
+        time.sleep(0.1)
+    from tests.agents import _descendants
+
+    started = _descendants(make.pid)  # its agent, the task's worker, the shell, the sleep
+    assert len(started) >= 3
+    return make, sorted({*started, *map(int, pids.read_text().split())}), folder
+
+
+def test_ctrl_c_on_make_says_what_happens_and_a_second_one_stops_everything_now(tmp_path: Path) -> None:
+    import select
+    import signal
+
+    make, pids, _folder = _make_running(tmp_path)
+    assert make.stderr is not None
+    fd = make.stderr.fileno()
+    os.killpg(make.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+    said = ""
+    deadline = time.monotonic() + 3
+    while "Ctrl-C again" not in said:
+        assert time.monotonic() < deadline, f"nothing said within 3 s after Ctrl-C: {said!r}"
+        if select.select([fd], [], [], 0.1)[0]:
+            said += os.read(fd, 65536).decode(errors="replace")
+    assert "stopping: waiting up to 10 s for running tasks" in said
+    time.sleep(0.5)
+    os.killpg(make.pid, signal.SIGINT)
+    stopped = time.monotonic()
+    assert make.wait(15) == 130
+    left: list[int] = []
+    while time.monotonic() - stopped < 3:
+        left = [pid for pid in pids if _alive(pid)]
+        if not left:
+            break
+        time.sleep(0.1)
+    assert not left, f"still running {time.monotonic() - stopped:.1f}s after the second Ctrl-C: {left}"
