@@ -14,7 +14,7 @@ import jobspaces
 import qubits
 from qubits import _layout as layout
 from qubits._records import Done
-from tests.agents import AgentProcess, run_cli
+from tests.agents import AgentProcess, alive_pid, run_cli
 
 
 def _finish(client: qubits.Client, job: qubits.Job, outcome: str = "succeeded") -> None:
@@ -244,14 +244,6 @@ def default(ctx):
 '''
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _make_running(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int], Path]:
     folder = tmp_path / "proj"
     folder.mkdir()
@@ -292,7 +284,7 @@ def test_ctrl_c_on_make_says_what_happens_and_a_second_one_stops_everything_now(
     assert make.wait(15) == 130
     left: list[int] = []
     while time.monotonic() - stopped < 3:
-        left = [pid for pid in pids if _alive(pid)]
+        left = [pid for pid in pids if alive_pid(pid)]
         if not left:
             break
         time.sleep(0.1)
