@@ -193,10 +193,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.set_defaults(func=cmd_batch_template)
     p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
-    q = sub.add_parser("pull", help="download a batch's archived results: pull [JOB|namespace/batch] DEST")
+    q = sub.add_parser("pull", help="download a job's outputs and logs (a batch's archive): pull [JOB|namespace/batch] DEST")
     add_jobspace_option(q)
-    q.add_argument("source", nargs="?", default="last", help="a batch job id, or namespace/batch (default: the last job)")
-    q.add_argument("dest", help="local folder; files land in DEST/namespace/batch/job/")
+    q.add_argument("source", nargs="?", default="last", help="a job id (any kind), or namespace/batch (default: the last job)")
+    q.add_argument("dest", help="local folder; files land in DEST/namespace/batch/job/ (a batch) or DEST/JOB/TASK/ (out/…, stdout.log, stderr.log)")
     q.add_argument("--include", "-i", action="append", default=[], metavar="RE", help="only paths matching this regex (repeatable)")
     q.add_argument("--exclude", "-e", action="append", default=[], metavar="RE", help="leave out paths matching this regex (repeatable)")
     q.add_argument("--dry-run", "-n", action="store_true", help="list what would be fetched and filtered")

@@ -289,3 +289,33 @@ def test_ctrl_c_on_make_says_what_happens_and_a_second_one_stops_everything_now(
             break
         time.sleep(0.1)
     assert not left, f"still running {time.monotonic() - stopped:.1f}s after the second Ctrl-C: {left}"
+
+
+def test_pull_fetches_the_outputs_of_a_commands_job_and_of_a_qfile_job_with_filters(local_url: str, tmp_path: Path) -> None:
+    client = qubits.connect(local_url)
+    job = client.submit_commands(['echo one > "$QUBITS_OUTPUT/a.txt"; echo log-one', 'mkdir "$QUBITS_OUTPUT/sub"; echo two > "$QUBITS_OUTPUT/sub/b.csv"'])
+    agent = AgentProcess(local_url, cache=tmp_path / "c", slots=2, exit_when_idle=1)
+    try:
+        assert job.wait(timeout=60).ok
+    finally:
+        agent.stop()
+    dest = tmp_path / "dest"
+    got = run_cli("pull", job.id, str(dest), "--exclude", r"\.log$", "--jobspace", local_url)
+    assert got.returncode == 0, got.stderr
+    files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert files == [f"{job.id}/t000001/out/a.txt", f"{job.id}/t000002/out/sub/b.csv"]
+    assert (dest / job.id / "t000002" / "out" / "sub" / "b.csv").read_text() == "two\n"
+    logs = run_cli("pull", job.id, str(dest), "--include", "t000001/stdout", "--jobspace", local_url)
+    assert logs.returncode == 0 and (dest / job.id / "t000001" / "stdout.log").read_text() == "log-one\n"
+    # A Qfile job, from its project (made here, pulled by target name).
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    (folder / "Qfile").write_text("from qubits.qfile import conf, rule\nconf.agents = 1\n\n"
+                                  "@rule('default')\ndef default(ctx):\n    ctx.out('r.txt').write_text('made')\n")
+    made = run_cli("make", "-C", str(folder), env={"QUBITS_JOBSPACE": ""})
+    assert made.returncode == 0, made.stderr
+    qdest = tmp_path / "qdest"
+    pulled = run_cli("pull", "last", str(qdest), "-C", str(folder), "--include", "out/")
+    assert pulled.returncode == 0, pulled.stderr
+    found = [p for p in qdest.rglob("r.txt")]
+    assert len(found) == 1 and found[0].read_text() == "made" and found[0].parent.parent.name == "default"
