@@ -18,7 +18,7 @@ from . import _layout as layout
 from ._ids import new_job_id, task_id
 from ._records import Done, JobSpec, Lease, LeaseState, NodeInfo, Outcome, TaskSpec
 from ._specs import Specs
-from .errors import CorruptObject, NotFoundError, WaitTimeout
+from .errors import CorruptObject, NotFoundError, UsageError, WaitTimeout
 
 
 @dataclass
@@ -352,6 +352,23 @@ class Job:
         ended = run_sync(cancel_tasks(self.client, self.id, tids))
         return sum(1 for done in ended.values() if done is not None and done.outcome == Outcome.CANCELLED.value)
 
+    def remove(self, *, force: bool = False) -> int:
+        """Delete the job and every object it wrote (specs, leases, done records, logs, outputs); returns
+        how many objects. A job still running is refused (UsageError) unless ``force``: then it is
+        cancelled first, and deleted once every task is decided (WaitTimeout if that takes over CANCEL_WAIT)."""
+        from ._cancel import CANCEL_WAIT
+        from ._gc import remove_job
+
+        status = self.status(rows=0)
+        if not status.finished:
+            if not force:
+                raise UsageError(f"job {self.id} is running ({status.summary()}): cancel it first, or force (--force)")
+            self.cancel()
+            self.wait(timeout=CANCEL_WAIT)
+        removed = run_sync(remove_job(self.client.aio, self.id))
+        self.client._done_cache = {k: v for k, v in self.client._done_cache.items() if k[0] != self.id}
+        return removed
+
     def retry(self, *, failed: bool = True) -> Job:
         """Submit a new job with the tasks that did not succeed (and their dependents).
 
@@ -377,6 +394,24 @@ class Job:
             if done is not None:
                 out[tid] = done
         return out
+
+    def outputs(self, task: str) -> dict[str, bytes]:
+        """The files a decided task's winning attempt wrote to $QUBITS_OUTPUT, by path (empty while it
+        is not decided). With ``results()`` (outcome, exit code per task) and ``logs()``, all of what a
+        commands job produced; ``pull()`` writes it to a folder instead."""
+        tid = self._task_id(task)
+        done = self.client.done_record(self.id, tid)
+        if done is None or not done.attempt:
+            return {}
+        out = f"{layout.run_prefix(self.id, tid, done.attempt)}out/"
+        return {m.key[len(out):]: run_sync(self.client.aio.get(m.key))[0] for m in self.client.aio_list(out)}
+
+    def pull(self, dest: str, *, include: Iterable[str] = (), exclude: Iterable[str] = (), dry_run: bool = False) -> Any:
+        """Download every decided task's outputs and logs into ``dest/{job}/{task}/`` (a batch: its
+        archive into ``dest/namespace/batch/job/``), filtered by regexes; a ``PullReport``."""
+        from .batch import pull
+
+        return pull(self.client, self.id, dest, include=include, exclude=exclude, dry_run=dry_run)
 
     def result_bytes(self, task: str) -> bytes | None:
         """The stored return value of a Python task, if it has one."""

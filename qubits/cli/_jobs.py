@@ -163,6 +163,19 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_rm(args: argparse.Namespace) -> int:
+    job = _job(args)
+    status = job.status(rows=0)
+    if not status.finished and not args.force:
+        raise UsageError(f"job {job.id} is running ({status.summary()}): cancel it first, or pass --force (cancels, then deletes)")
+    if not args.yes and not confirm(f"delete job {job.id} {status.name} and everything it wrote?",
+                                    otherwise=f"deleting a job needs --yes when not on a terminal: qubits rm {job.id} --yes"):
+        return EXIT_FAILED
+    removed = job.remove(force=args.force)
+    console.print(f"removed job {job.id}: {removed} objects")
+    return EXIT_OK
+
+
 def cmd_retry(args: argparse.Namespace) -> int:
     job = _job(args)
     new = job.retry(failed=True)
@@ -250,6 +263,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("job", nargs="?", help="job id, or 'last' (required when not on a terminal)")
     q.add_argument("task", nargs="*", help="only these tasks (ids or names): the job's others go on")
     q.set_defaults(func=cmd_cancel)
+    q = sub.add_parser("rm", help="delete a job and everything it wrote (asks on a terminal; --yes otherwise)")
+    add_jobspace_option(q, project=False)
+    q.add_argument("job", help="job id, or 'last'")
+    q.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    q.add_argument("--force", action="store_true", help="a running job too: cancel it first, then delete it")
+    q.set_defaults(func=cmd_rm)
     q = job_parser("retry", "resubmit a job's failed tasks as a new job", cmd_retry)
     q.add_argument("--failed", action="store_true", help="the tasks that did not succeed (the default, and the only selection)")
     q = sub.add_parser("jobs", help="list jobs")

@@ -319,3 +319,51 @@ def test_pull_fetches_the_outputs_of_a_commands_job_and_of_a_qfile_job_with_filt
     assert pulled.returncode == 0, pulled.stderr
     found = [p for p in qdest.rglob("r.txt")]
     assert len(found) == 1 and found[0].read_text() == "made" and found[0].parent.parent.name == "default"
+
+
+def test_results_of_a_commands_job_from_python(local_url: str, tmp_path: Path) -> None:
+    client = qubits.connect(local_url)
+    job = client.submit_commands(['echo 42 > "$QUBITS_OUTPUT/answer.txt"; echo done', "echo oops >&2; exit 3"], max_attempts=1)
+    agent = AgentProcess(local_url, cache=tmp_path / "c", slots=2, exit_when_idle=1)
+    try:
+        job.wait(timeout=60)
+    finally:
+        agent.stop()
+    results = job.results()
+    assert {t: (d.outcome, d.exit_code) for t, d in results.items()} == {"t000001": ("succeeded", 0), "t000002": ("failed", 3)}
+    assert job.outputs("t000001") == {"answer.txt": b"42\n"} and job.outputs("t000002") == {}
+    assert job.logs("t000001") == b"done\n" and job.logs("t000002", stream="stderr") == b"oops\n"
+    report = job.pull(str(tmp_path / "dest"), include=["answer"])
+    assert report.fetched == [f"{job.id}/t000001/out/answer.txt"]
+
+
+def test_rm_deletes_a_job_and_everything_it_wrote_and_refuses_a_running_one(local_url: str, tmp_path: Path) -> None:
+    client = qubits.connect(local_url)
+    keep = client.submit_commands(["true"])
+    _finish(client, keep)
+    job = client.submit_commands(['echo x > "$QUBITS_OUTPUT/x"; echo out'], max_attempts=1)
+    agent = AgentProcess(local_url, cache=tmp_path / "c", slots=1, exit_when_idle=1)
+    try:
+        assert job.wait(timeout=60).ok
+    finally:
+        agent.stop()
+
+    def objects(job_id: str) -> list[str]:
+        return [m.key for m in client.aio_list("") if f"/{job_id}/" in m.key or f"/{job_id}." in m.key]
+
+    assert objects(job.id), "it wrote specs, leases, done records, logs and outputs"
+    refused = run_cli("rm", job.id, "--jobspace", local_url, input="")
+    assert refused.returncode == 2 and "--yes" in refused.stderr and objects(job.id)
+    code, err = _on_a_terminal(["rm", job.id, "--jobspace", local_url], "y\n")
+    assert code == 0 and "removed job" in err, err
+    assert objects(job.id) == [] and [s.id for s in client.jobs()] == [keep.id] and objects(keep.id)
+    # A running job: refused unless --force, which cancels it first.
+    running = client.submit_commands(["sleep 60"])
+    blocked = run_cli("rm", running.id, "--yes", "--jobspace", local_url)
+    assert blocked.returncode == 2 and "--force" in blocked.stderr and objects(running.id)
+    assert run_cli("rm", running.id, "--yes", "--force", "--jobspace", local_url).returncode == 0
+    assert objects(running.id) == []
+    # From Python.
+    again = client.submit_commands(["true"])
+    _finish(client, again)
+    assert again.remove() > 0 and objects(again.id) == []
