@@ -39,6 +39,7 @@ from ._control import Control
 from ._execute import Executor, Result
 from ._leases import scan_leases
 from ._metrics import Histogram
+from ._schedule import Scheduler
 
 log = logging.getLogger("qubits.agent")
 
@@ -74,6 +75,7 @@ class Agent:
         self.ready = ReadyIndex(js)
         self.control = Control(config.cache_dir / "agents", config.name)
         self.executor = Executor(self, config.cache_dir)
+        self.scheduler = Scheduler(js, config.name)
         self.running: dict[str, tuple[Claim, asyncio.Task[None]]] = {}
         self.used: dict[str, float] = {}
         self.draining = False
@@ -137,7 +139,7 @@ class Agent:
         if self.config.max_idle_poll:
             high = self.config.max_idle_poll
         interval = low
-        next_presence = time.monotonic() + PRESENCE_INTERVAL
+        next_presence, next_tick = time.monotonic() + PRESENCE_INTERVAL, 0.0
         next_scan = time.monotonic() + random.uniform(0, self.config.ttl)
         next_forced_poll = 0.0
         drain_deadline: float | None = None
@@ -193,6 +195,8 @@ class Agent:
                     if now >= next_presence:
                         await self._presence()
                         next_presence = now + (PRESENCE_INTERVAL if self.running else PRESENCE_INTERVAL * 8)
+                    if now >= next_tick and not self.draining:
+                        next_tick = now + await self.scheduler.run()  # periodic submissions (qubits schedule)
                 except jobspaces.TransientError as exc:
                     # The store is out of reach for now (network, 5xx, throttling). Running tasks fence
                     # themselves if it lasts; the agent backs off and tries again rather than exiting.
@@ -211,7 +215,7 @@ class Agent:
                 if found and self.free_slots() > 0:
                     continue
                 self._kick.clear()
-                wait = interval if not self.draining else 0.2
+                wait = min(interval, max(0.05, next_tick - now)) if not self.draining else 0.2
                 if self._leases_seen:
                     # Wake for the lease scan: an idle backoff (5 s on object stores) must not delay a
                     # takeover past ttl + one scan interval (bench: 8 s after kill -9 at ttl 2 on moto).

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jobspaces
 from jobspaces import Jobspace, run_sync
@@ -19,6 +19,9 @@ from ._ids import new_job_id, task_id
 from ._records import Done, JobSpec, Lease, LeaseState, NodeInfo, Outcome, TaskSpec
 from ._specs import Specs
 from .errors import CorruptObject, NotFoundError, UsageError, WaitTimeout
+
+if TYPE_CHECKING:
+    from ._schedule import Schedule
 
 
 @dataclass
@@ -102,32 +105,9 @@ class Client:
         ``delay``: no task starts before this many seconds from now (a scheduling hint: agents compare
         it with their own wall clocks)."""
         not_before = time.time() + delay if delay else 0.0
-
-        def tasks() -> Iterator[TaskSpec]:
-            n = 0
-            for line in commands:
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                n += 1
-                extra: dict[str, Any] = {}
-                if max_attempts is not None:
-                    extra["max_attempts"] = max_attempts
-                yield TaskSpec(
-                    id=f"t{n:06d}",
-                    kind="shell",
-                    command=line,
-                    requires=sorted(requires),
-                    resources=dict(resources or {}),
-                    timeout=timeout,
-                    priority=priority,
-                    env=dict(env or {}),
-                    name=line[:200],
-                    not_before=not_before,
-                    **extra,
-                )
-
-        return self.submit(tasks(), kind="commands", name=name)
+        tasks = command_specs(commands, requires=requires, resources=resources, max_attempts=max_attempts,
+                              timeout=timeout, priority=priority, env=env, not_before=not_before)
+        return self.submit(tasks, kind="commands", name=name)
 
     def submit(
         self,
@@ -150,6 +130,30 @@ class Client:
         from .qfile import submit_targets
 
         return submit_targets(targets, project=project, profile=profile, force=force, client=self)
+
+    # -- periodic submission ------------------------------------------------------------------------------
+    def schedule(self, name: str, commands: Iterable[str], *, cron: str | None = None, every: str | float | None = None,
+                 job_name: str = "", max_attempts: int | None = None, replace: bool = False) -> Schedule:
+        """Submit ``commands`` as a job at every tick of ``cron`` (5 fields, or 6 with seconds first) or
+        ``every`` (seconds, or '2s', '5m' …): fired by any agent of the jobspace, once per tick."""
+        from ._schedule import add_schedule, make_schedule
+
+        schedule = make_schedule(name, list(commands), cron=cron, every=every, job_name=job_name, max_attempts=max_attempts)
+        run_sync(add_schedule(self.aio, schedule, replace=replace))
+        return schedule
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule of the jobspace."""
+        from ._schedule import list_schedules
+
+        return run_sync(list_schedules(self.aio))
+
+    def unschedule(self, name: str) -> None:
+        """Remove a schedule (no tick fires after this); NotFoundError if there is none."""
+        from ._schedule import remove_schedule
+
+        if not run_sync(remove_schedule(self.aio, name)):
+            raise NotFoundError(f"no schedule {name!r} in {self.url}")
 
     # -- finding jobs -----------------------------------------------------------------------------------
     def job(self, job_id: str) -> Job:
@@ -207,6 +211,42 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def command_specs(
+    commands: Iterable[str],
+    *,
+    requires: Iterable[str] = (),
+    resources: dict[str, float] | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    priority: int = 0,
+    env: dict[str, str] | None = None,
+    not_before: float = 0.0,
+) -> Iterator[TaskSpec]:
+    """One shell task per command line (blank lines and # comments skipped), ids t000001, t000002 …"""
+    n = 0
+    for line in commands:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        n += 1
+        extra: dict[str, Any] = {}
+        if max_attempts is not None:
+            extra["max_attempts"] = max_attempts
+        yield TaskSpec(
+            id=f"t{n:06d}",
+            kind="shell",
+            command=line,
+            requires=sorted(requires),
+            resources=dict(resources or {}),
+            timeout=timeout,
+            priority=priority,
+            env=dict(env or {}),
+            name=line[:200],
+            not_before=not_before,
+            **extra,
+        )
 
 
 def connect(jobspace: str | Jobspace) -> Client:

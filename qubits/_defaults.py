@@ -45,3 +45,12 @@ MAX_SPEC_BYTES = 1 << 20
 """The largest task spec accepted (1 MiB): bulk data belongs in datasets or files, not in specs."""
 FORMAT_VERSION = 1
 """The version of the object formats this release writes and reads."""
+SCHEDULE_REFRESH = 30.0
+"""Seconds between an agent's readings of the schedules (one LIST of schedules/): a schedule added or
+removed takes effect within this."""
+SCHEDULE_GRACE = 60.0
+"""Seconds a schedule's tick may still be fired late (an agent busy or just started); older ticks are
+skipped, as cron skips the runs of a machine that was off."""
+SCHEDULE_KEEP = 86400.0
+"""Seconds a tick's create-only marker is kept: far longer than SCHEDULE_GRACE, so that no agent, even
+with its clock hours off, can create a tick's marker again once it was pruned."""

@@ -23,6 +23,8 @@
     archive/{namespace}/{batch}/{job}/…    a batch job's archived result: out/…, stdout.log, stderr.log, result.json
     archive/{namespace}/{batch}/_init/{node}.log   a batch's init step output on each node
     nodes/{node}.json                      agent presence
+    schedules/{name}.json                  a periodic submission: cron or interval, and the commands it submits
+    ticks/{name}/{tick}                    create-only, one per tick of a schedule: its writer submits that tick's job
     code/{sha256}.tar.gz                   content-addressed code bundles
     data/{sha256}                          content-addressed dataset chunks and batch input files
     wake                                   rewritten on submit; idle agents watch its ETag
@@ -135,6 +137,21 @@ def fleet(job: str, node: str) -> str:
 
 def gc_mark(job: str) -> str:
     return f"jobs/{job}/gc"
+
+
+def schedule(name: str) -> str:
+    return f"schedules/{name}.json"
+
+
+SCHEDULES = "schedules/"
+
+
+def tick(name: str, stamp: str) -> str:
+    return f"ticks/{name}/{stamp}"
+
+
+def ticks_prefix(name: str) -> str:
+    return f"ticks/{name}/"
 
 
 def node(name: str) -> str:
