@@ -33,7 +33,7 @@ from qubits._protocol import Claim, LeaseLost, Protocol
 from qubits._records import LeaseState, NodeInfo, Outcome, TaskSpec
 from qubits._scan import ReadyEntry, ReadyIndex
 from qubits._specs import Specs
-from qubits.errors import CorruptObject, NewerFormat, NotFoundError, TamperedJob, UsageError
+from qubits.errors import CorruptObject, NewerFormat, NotFoundError, TamperedJob
 
 from ._control import Control
 from ._execute import Executor, Result
@@ -490,13 +490,3 @@ class Agent:
                 await self.proto.on_decided(job, task, Outcome.FAILED.value)
             if ready_key:
                 await self.js.delete(ready_key)
-
-
-def refuse_root(allow_root: bool) -> None:
-    """Agents do not run as root unless told to (--allow-root): a usage error (exit 2), like a missing flag."""
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and not allow_root:
-        raise UsageError(
-            "refusing to run tasks as root: run the agent as an unprivileged user, or pass --allow-root "
-            "(env QUBITS_ALLOW_ROOT=1) if you mean it"
-        )
-

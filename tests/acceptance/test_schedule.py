@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import jobspaces
@@ -41,7 +42,7 @@ def test_a_schedule_fires_once_per_tick_with_two_agents_from_the_cli_and_from_py
             assert markers == [], "rm removes its tick markers"
             stamps = sorted(ticks)
             gaps = {round(time.mktime(time.strptime(b[:15], "%Y%m%dT%H%M%S")) - time.mktime(time.strptime(a[:15], "%Y%m%dT%H%M%S")))
-                    for a, b in zip(stamps, stamps[1:])}
+                    for a, b in pairwise(stamps)}
             assert gaps == {2}, f"{name}: one job per 2 s tick, none skipped or doubled: {stamps}"
         late = [s for s in client.jobs() if s.config.get("schedule") and s.created > stopped + 0.5]
         assert late == [], "nothing fires after rm"
