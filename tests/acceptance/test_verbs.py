@@ -357,12 +357,24 @@ def test_rm_deletes_a_job_and_everything_it_wrote_and_refuses_a_running_one(loca
     code, err = _on_a_terminal(["rm", job.id, "--jobspace", local_url], "y\n")
     assert code == 0 and "removed job" in err, err
     assert objects(job.id) == [] and [s.id for s in client.jobs()] == [keep.id] and objects(keep.id)
-    # A running job: refused unless --force, which cancels it first.
+    # A running job: refused unless --force, which cancels it first (its agent stops the task).
     running = client.submit_commands(["sleep 60"])
-    blocked = run_cli("rm", running.id, "--yes", "--jobspace", local_url)
-    assert blocked.returncode == 2 and "--force" in blocked.stderr and objects(running.id)
-    assert run_cli("rm", running.id, "--yes", "--force", "--jobspace", local_url).returncode == 0
-    assert objects(running.id) == []
+    agent = AgentProcess(local_url, cache=tmp_path / "c2", slots=1, ttl=5)
+    try:
+        deadline = time.monotonic() + 60
+        while not [r for r in running.status().rows if r.state == "running"]:
+            assert time.monotonic() < deadline, agent.log()
+            time.sleep(0.1)
+        blocked = run_cli("rm", running.id, "--yes", "--jobspace", local_url)
+        assert blocked.returncode == 2 and "--force" in blocked.stderr and objects(running.id)
+        forced = run_cli("rm", running.id, "--yes", "--force", "--jobspace", local_url)
+        assert forced.returncode == 0, forced.stderr
+        assert objects(running.id) == []
+        time.sleep(3)
+        assert objects(running.id) == [], "its agent wrote nothing after the job was deleted"
+        assert agent.alive()
+    finally:
+        agent.stop()
     # From Python.
     again = client.submit_commands(["true"])
     _finish(client, again)
