@@ -11,9 +11,11 @@ import logging
 import math
 import time
 
+import jobspaces
 from jobspaces import Jobspace
 from qubits._defaults import SCHEDULE_REFRESH
 from qubits._schedule import Schedule, due, fire, list_schedules
+from qubits.errors import QubitsError
 
 log = logging.getLogger("qubits.agent")
 
@@ -29,7 +31,15 @@ class Scheduler:
         self._tried: dict[str, float] = {}
 
     async def run(self) -> float:
-        """Fire what is due now; the seconds until the next tick or the next reading of the schedules."""
+        """Fire what is due now; the seconds until the next tick or the next reading of the schedules.
+        A failure here is logged and tried again later: schedules never stop the agent's other work."""
+        try:
+            return await self._run()
+        except (jobspaces.JobspaceError, QubitsError, ValueError) as exc:
+            log.warning("schedules: %s", exc, exc_info=True, extra={"action": "schedule", "node": self.node})
+            return min(SCHEDULE_REFRESH, 5.0)
+
+    async def _run(self) -> float:
         mono = time.monotonic()
         if mono - self._read_at >= SCHEDULE_REFRESH:
             self.schedules = await list_schedules(self.js)

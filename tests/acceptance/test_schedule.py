@@ -48,7 +48,7 @@ def test_a_schedule_fires_once_per_tick_with_two_agents_from_the_cli_and_from_py
         assert late == [], "nothing fires after rm"
         every = [client.job(s.id) for s in client.jobs() if s.config.get("schedule") == "every2"]
         assert every[0].wait(timeout=30).ok and every[0].logs("t000001") == b"tick\n"
-        assert all(a.alive() for a in agents)
+        assert all(a.alive() for a in agents), [a.log()[-3000:] for a in agents if not a.alive()]
     finally:
         for a in agents:
             a.stop()
