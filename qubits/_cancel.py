@@ -17,17 +17,13 @@ from typing import TYPE_CHECKING, Any
 import jobspaces
 
 from . import _layout as layout
-from ._defaults import CANCEL_CHECK
+from ._defaults import CANCEL_WAIT
 from ._ids import submitter
 from ._protocol import Claim, LeaseLost, Protocol
 from ._records import Done, Lease, LeaseState, Outcome, TaskSpec
 
 if TYPE_CHECKING:
     from ._client import Client
-
-CANCEL_WAIT = 5 * CANCEL_CHECK
-"""Seconds ``cancel_tasks`` waits for the agents holding cancelled tasks to stop them and say so."""
-
 
 async def _cancel_claim(js: jobspaces.Jobspace, proto: Protocol, job: str, chunk: str, spec: TaskSpec, *, parked: bool) -> Claim | None:
     """A claim on task ``spec`` to commit it cancelled: a fresh lease when it has none, or its released

@@ -396,7 +396,7 @@ class Job:
         """Delete the job and every object it wrote (specs, leases, done records, logs, outputs); returns
         how many objects. A job still running is refused (UsageError) unless ``force``: then it is
         cancelled first, and deleted once every task is decided (WaitTimeout if that takes over CANCEL_WAIT)."""
-        from ._cancel import CANCEL_WAIT
+        from ._defaults import CANCEL_WAIT
         from ._gc import remove_job
 
         status = self.status(rows=0)

@@ -34,6 +34,8 @@ PRESENCE_INTERVAL = 15.0
 """Seconds between an agent's presence updates (nodes/{node}.json)."""
 CANCEL_CHECK = 2.0
 """Seconds between checks of a running task's job for cancellation."""
+CANCEL_WAIT = 5 * CANCEL_CHECK
+"""Seconds cancelling one task (or ``rm --force``) waits for an agent running it to stop it and say so."""
 STOP_TIMEOUT = 60.0
 """Seconds a draining agent lets running tasks finish before it releases their leases."""
 WAKE_MIN_INTERVAL = 1.0
