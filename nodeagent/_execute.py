@@ -226,6 +226,8 @@ class Executor:
             return Result(None, "lease lost")
         if why == "cancelled":
             return Result(Outcome.CANCELLED, "the job was cancelled", code, final=True)
+        if why == "task-cancelled":
+            return Result(Outcome.CANCELLED, "the task was cancelled", code, final=True)
         if why == "interrupted":
             return Result(Outcome.FAILED, "the agent was stopped", code, interrupted=True)
         if why == "timeout":

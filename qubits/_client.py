@@ -7,10 +7,9 @@ code that runs inside an event loop.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,10 +20,9 @@ from jobspaces import Jobspace, run_sync
 from . import _layout as layout
 from ._after import After, parse_after
 from ._array import parse_array
-from ._ids import new_job_id, submitter, task_id
+from ._ids import new_job_id, task_id
 from ._local import LocalCluster
 from ._logs import BOTH, STREAMS, flushes, header, in_order, read_attempt, render, wanted_keys
-from ._protocol import Claim, LeaseLost, Protocol
 from ._records import Done, JobSpec, Lease, LeaseState, NodeInfo, Outcome, TaskSpec
 from ._specs import Specs
 from ._status import JOB_STATES, TASK_STATES, from_done, from_lease, parse_states
@@ -34,6 +32,7 @@ from .errors import CorruptObject, NotFoundError, UsageError, WaitTimeout
 
 if TYPE_CHECKING:
     from ._events import TaskEvent
+    from ._schedule import Schedule
 
 
 class Client:
@@ -84,34 +83,17 @@ class Client:
         first = next(lines, None)
         if first is None:
             raise UsageError("no commands to submit (blank lines and # comments are skipped)")
-        extra: dict[str, Any] = {} if max_attempts is None else {"max_attempts": max_attempts}
+
+        specs = command_specs(itertools.chain([first], lines), requires=requires, resources=resources,
+                              max_attempts=max_attempts, timeout=timeout, priority=priority, env=env,
+                              not_before=not_before, image=image, indices=indices,
+                              deps=[gate.gate] if gate is not None else ())
 
         def tasks() -> Iterator[TaskSpec]:
-            n = 0
             if gate is not None:
                 yield TaskSpec(id=gate.gate, kind="after", payload={"job": gate.job, "mode": gate.mode}, max_attempts=1,
                                name=f"after {gate.job}:{gate.mode}", priority=priority)
-            for line in itertools.chain([first], lines):
-                for index in indices:
-                    n += 1
-                    task_env = dict(env or {})
-                    if index is not None:
-                        task_env["QUBITS_ARRAY_INDEX"] = str(index)
-                    yield TaskSpec(
-                        id=f"t{n:06d}",
-                        kind="shell",
-                        command=line,
-                        deps=[gate.gate] if gate is not None else [],
-                        requires=sorted(requires),
-                        resources=dict(resources or {}),
-                        timeout=timeout,
-                        priority=priority,
-                        env=task_env,
-                        name=line[:200] if index is None else f"{line[:190]} [{index}]",
-                        not_before=not_before,
-                        image=image or None,
-                        **extra,
-                    )
+            yield from specs
 
         config: dict[str, Any] = {"after": {"job": gate.job, "mode": gate.mode}} if gate is not None else {}
         digest = self._upload_code(code) if code is not None else None
@@ -152,6 +134,30 @@ class Client:
         from .qfile import submit_targets
 
         return submit_targets(targets, project=project, profile=profile, force=force, client=self)
+
+    # -- periodic submission ------------------------------------------------------------------------------
+    def schedule(self, name: str, commands: Iterable[str], *, cron: str | None = None, every: str | float | None = None,
+                 job_name: str = "", max_attempts: int | None = None, replace: bool = False) -> Schedule:
+        """Submit ``commands`` as a job at every tick of ``cron`` (5 fields, or 6 with seconds first) or
+        ``every`` (seconds, or '2s', '5m' …): fired by any agent of the jobspace, once per tick."""
+        from ._schedule import add_schedule, make_schedule
+
+        schedule = make_schedule(name, list(commands), cron=cron, every=every, job_name=job_name, max_attempts=max_attempts)
+        run_sync(add_schedule(self.aio, schedule, replace=replace))
+        return schedule
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule of the jobspace."""
+        from ._schedule import list_schedules
+
+        return run_sync(list_schedules(self.aio))
+
+    def unschedule(self, name: str) -> None:
+        """Remove a schedule (no tick fires after this); NotFoundError if there is none."""
+        from ._schedule import remove_schedule
+
+        if not run_sync(remove_schedule(self.aio, name)):
+            raise NotFoundError(f"no schedule {name!r} in {self.url}")
 
     # -- finding jobs -----------------------------------------------------------------------------------
     def job(self, job_id: str) -> Job:
@@ -231,6 +237,50 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def command_specs(
+    commands: Iterable[str],
+    *,
+    requires: Iterable[str] = (),
+    resources: dict[str, float] | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    priority: int = 0,
+    env: dict[str, str] | None = None,
+    not_before: float = 0.0,
+    image: str | None = None,
+    indices: Sequence[int | None] = (None,),
+    deps: Sequence[str] = (),
+) -> Iterator[TaskSpec]:
+    """One shell task per command line (blank lines and # comments skipped) and array index (``None``: no
+    array; else ``QUBITS_ARRAY_INDEX`` is set), ids t000001, t000002 …"""
+    extra: dict[str, Any] = {} if max_attempts is None else {"max_attempts": max_attempts}
+    n = 0
+    for line in commands:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        for index in indices:
+            n += 1
+            task_env = dict(env or {})
+            if index is not None:
+                task_env["QUBITS_ARRAY_INDEX"] = str(index)
+            yield TaskSpec(
+                id=f"t{n:06d}",
+                kind="shell",
+                command=line,
+                deps=list(deps),
+                requires=sorted(requires),
+                resources=dict(resources or {}),
+                timeout=timeout,
+                priority=priority,
+                env=task_env,
+                name=line[:200] if index is None else f"{line[:190]} [{index}]",
+                not_before=not_before,
+                image=image or None,
+                **extra,
+            )
 
 
 def connect(jobspace: str | os.PathLike[str] | Jobspace | LocalCluster | None = None) -> Client:
@@ -435,19 +485,49 @@ class Job:
             return 1
         return max(attempts)
 
-    def cancel(self) -> int:
-        """Cancel the job: running tasks are stopped by their agents; every task not yet decided is
-        decided as cancelled. Returns how many tasks this call decided."""
-        return run_sync(_cancel(self.client, self.id))
+    def cancel(self, task: str | Iterable[str] | None = None) -> int:
+        """Cancel the job, or only ``task`` (an id or name, or several): running tasks are stopped by
+        their agents; every task not yet decided is decided as cancelled; the job's other tasks go on when
+        ``task`` is given. Returns how many tasks this call decided; for ``task``, how many of those named
+        are cancelled now (waiting up to CANCEL_WAIT seconds for the agents that hold them)."""
+        from ._cancel import cancel_job, cancel_tasks
+
+        if task is None:
+            return run_sync(cancel_job(self.client, self.id))
+        names = [task] if isinstance(task, str) else list(task)
+        tids = [self._task_id(name) for name in names]
+        ended = run_sync(cancel_tasks(self.client, self.id, tids))
+        return sum(1 for done in ended.values() if done is not None and done.outcome == Outcome.CANCELLED.value)
+
+    def remove(self, *, force: bool = False) -> int:
+        """Delete the job and every object it wrote (specs, leases, done records, logs, outputs); returns
+        how many objects. A job still running is refused (UsageError) unless ``force``: then it is
+        cancelled first, and deleted once every task is decided (WaitTimeout if that takes over CANCEL_WAIT)."""
+        from ._defaults import CANCEL_WAIT
+        from ._gc import remove_job
+
+        status = self.status(rows=0)
+        if not status.finished:
+            if not force:
+                raise UsageError(f"job {self.id} is running ({status.summary()}): cancel it first, or force (--force)")
+            self.cancel()
+            self.wait(timeout=CANCEL_WAIT)
+        removed = run_sync(remove_job(self.client.aio, self.id))
+        self.client._done_cache = {k: v for k, v in self.client._done_cache.items() if k[0] != self.id}
+        return removed
 
     def retry(self, *, failed: bool = True) -> Job:
-        """Submit a new job with the tasks that did not succeed (and their dependents)."""
+        """Submit a new job with the tasks that did not succeed (and their dependents).
+
+        NotFoundError, and nothing submitted, when every task succeeded."""
         spec = self.spec()
         redo: dict[str, TaskSpec] = {}
         for tid, (_chunk, t) in self.tasks().items():
             done = self.client.done_record(self.id, tid)
             if done is None or done.outcome != Outcome.SUCCEEDED.value:
                 redo[tid] = t
+        if not redo:
+            raise NotFoundError(f"job {self.id} has no failed task: nothing to retry")
         tasks = [replace(t, deps=[d for d in t.deps if d in redo]) for t in redo.values()]
         config = {**spec.config, "retry_of": self.id}
         return self.client.submit(tasks, kind=spec.kind, name=spec.name, code=spec.code, config=config, dag=any(t.deps for t in tasks))
@@ -461,6 +541,24 @@ class Job:
             if done is not None:
                 out[tid] = done
         return out
+
+    def outputs(self, task: str) -> dict[str, bytes]:
+        """The files a decided task's winning attempt wrote to $QUBITS_OUTPUT, by path (empty while it
+        is not decided). With ``results()`` (outcome, exit code per task) and ``logs()``, all of what a
+        commands job produced; ``pull()`` writes it to a folder instead."""
+        tid = self._task_id(task)
+        done = self.client.done_record(self.id, tid)
+        if done is None or not done.attempt:
+            return {}
+        out = f"{layout.run_prefix(self.id, tid, done.attempt)}out/"
+        return {m.key[len(out):]: run_sync(self.client.aio.get(m.key))[0] for m in self.client.aio_list(out)}
+
+    def pull(self, dest: str, *, include: Iterable[str] = (), exclude: Iterable[str] = (), dry_run: bool = False) -> Any:
+        """Download every decided task's outputs and logs into ``dest/{job}/{task}/`` (a batch: its
+        archive into ``dest/namespace/batch/job/``), filtered by regexes; a ``PullReport``."""
+        from .batch import pull
+
+        return pull(self.client, self.id, dest, include=include, exclude=exclude, dry_run=dry_run)
 
     def result_bytes(self, task: str) -> bytes | None:
         """The stored return value of a Python task, if it has one."""
@@ -486,34 +584,3 @@ def _name(tid: str) -> str:
         return task_name(tid)
     except (ValueError, UnicodeDecodeError):
         return tid
-
-
-async def _cancel(client: Client, job: str) -> int:
-    js = client.aio
-    await js.put(layout.cancel(job), json.dumps({"by": submitter(), "wall": time.time()}).encode())
-    proto = Protocol(js, f"client:{submitter()}", ttl=30.0)
-    decided = 0
-    for tid, (chunk, spec) in (await client.specs.all_tasks(job)).items():
-        if await js.exists(layout.done(job, tid)):
-            continue
-        key = layout.lease(job, tid)
-        try:
-            now = time.time()
-            fresh = Lease(job, tid, proto.holder, "cancel", 1, 30.0, chunk=chunk, started=now, wall=now)
-            etag = await js.put(key, fresh.to_json(), if_absent=True)
-            claim = Claim(job, tid, chunk, spec, fresh, etag)
-        except jobspaces.PreconditionFailed:
-            try:
-                data, etag = await js.get(key)
-            except jobspaces.NotFound:
-                continue
-            lease = Lease.from_json(data, key)
-            if lease.state in (LeaseState.HELD, LeaseState.COMMITTED):
-                continue  # its agent stops it; or it is decided already
-            claim = Claim(job, tid, chunk, spec, lease, etag)
-        try:
-            await proto.commit(claim, Outcome.CANCELLED, error="the job was cancelled")
-            decided += 1
-        except LeaseLost:
-            continue
-    return decided

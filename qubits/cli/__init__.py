@@ -6,9 +6,10 @@ the parser sets ``func(args) -> int``. This is the only place that configures lo
 Exit codes (stable):
   0  success
   1  the work failed (a task or job failed, a check did not pass)
-  2  usage error (bad arguments, a Qfile or batch file that does not load)
+  2  usage error (bad arguments, a Qfile or batch file that does not load, a risky request without
+     its explicit argument, an agent started as root without --allow-root)
   3  the jobspace could not be used (missing bucket, access denied, unreachable, unsafe store)
-  4  not found (no such job or task)
+  4  not found (no such job or task, no agent on this host to pause, no failed task to retry)
   5  timed out waiting
   130 interrupted
 """
@@ -33,7 +34,7 @@ EXIT_TIMEOUT = 5
 EXIT_INTERRUPTED = 130
 
 # Verb modules, in the order they appear in --help.
-_MODULES = ["_jobs", "_agent", "_doctor", "_make", "_batch", "_ops"]
+_MODULES = ["_jobs", "_agent", "_doctor", "_make", "_batch", "_ops", "_schedule"]
 
 
 def env_default(name: str, default: str | None = None) -> str | None:
@@ -41,16 +42,22 @@ def env_default(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
-def add_jobspace_option(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    """--jobspace URL, bound to QUBITS_JOBSPACE."""
+def add_jobspace_option(parser: argparse.ArgumentParser, required: bool = False, *, project: bool = True) -> None:
+    """--jobspace URL, bound to QUBITS_JOBSPACE; with ``project``, also the project options (-C DIR …),
+    so that in a Qfile project the verb finds the project's jobspace without --jobspace."""
     parser.add_argument(
         "--jobspace",
         "-j",
         default=env_default("QUBITS_JOBSPACE"),
         metavar="URL",
         help="the jobspace: a path, file://, s3://bucket/prefix?endpoint=…, gs://, az:// (env QUBITS_JOBSPACE; "
-        "its options and credentials: qubits --help)",
+        + ("default: the Qfile project's, from -C DIR or here; " if project else "required; ")
+        + "its options and credentials: qubits --help)",
     )
+    if project:
+        from ._common import add_project_options
+
+        add_project_options(parser)
 
 
 URL_HELP = """Jobspace URLs (-j URL or QUBITS_JOBSPACE; docs/stores.md):

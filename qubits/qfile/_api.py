@@ -25,7 +25,7 @@ from .. import _layout as layout
 from .._bundle import pack
 from .._client import Client, Job, JobStatus, connect
 from .._events import JobEvents, TaskEvent
-from .._local import LocalAgents
+from .._local import LOCAL_STOP_TIMEOUT, LocalAgents
 from .._records import JobSpec, Outcome
 from ..errors import QubitsError, UsageError
 from ._graph import Node, plan
@@ -259,6 +259,7 @@ def make(
     force: bool = False,
     force_targets: Iterable[str] = (),
     on_progress: Callable[[JobStatus, float], None] | None = None,
+    on_stopping: Callable[[float], None] | None = None,
     poll: float = 0.5,
     on_event: Callable[[TaskEvent], None] | None = None,
 ) -> MakeResult:
@@ -266,7 +267,11 @@ def make(
     directory in the project), start ``agents`` agents as subprocesses, wait, and say where the
     results are. Redoes nothing already done (see the module's docstring); ``force``: everything
     again; ``force_targets``: those targets again, and what depends on them. ``on_event`` is called with
-    each claim, wait, release, commit and agent as it happens (``make -v``; see ``Job.events``)."""
+    each claim, wait, release, commit and agent as it happens (``make -v``; see ``Job.events``).
+
+    On KeyboardInterrupt the agents get LOCAL_STOP_TIMEOUT seconds for their running tasks
+    (``on_stopping(seconds)`` is called first, to say so); a second KeyboardInterrupt meanwhile stops
+    them and their tasks at once. The job is kept either way: make again to resume it."""
     started = time.monotonic()
     qf, config = _load(project, qfile, profile)
     wanted = qf.targets_default(targets)
@@ -339,6 +344,15 @@ def make(
                     raise QubitsError(f"the agents of this make stopped before job {job.id} finished; see {logs[0].parent}")
                 time.sleep(poll)
         except KeyboardInterrupt:
+            if fleet is not None:
+                if on_stopping is not None:
+                    on_stopping(LOCAL_STOP_TIMEOUT)
+                try:
+                    fleet.stop()
+                except KeyboardInterrupt:
+                    raise KeyboardInterrupt(f"stopped its agents and their tasks now; job {job.id} is kept: make again to resume it") from None
+                finally:
+                    fleet = None
             raise KeyboardInterrupt(f"job {job.id} is kept: make again to resume it") from None
         finally:
             if fleet is not None:
