@@ -45,3 +45,8 @@ MAX_SPEC_BYTES = 1 << 20
 """The largest task spec accepted (1 MiB): bulk data belongs in datasets or files, not in specs."""
 FORMAT_VERSION = 1
 """The version of the object formats this release writes and reads."""
+DASHBOARD_PORT = 8265
+"""The port `qubits dashboard` listens on (Ray's dashboard port: people who know one find the other)."""
+DASHBOARD_INTERVAL = 2.0
+"""Seconds between two reads of the jobspace by the dashboard's one poller, shared by every open tab:
+live enough to watch tasks start and end, and a few hundred requests a minute at most."""

@@ -40,6 +40,7 @@ EXAMPLES: dict[str, str] = {
     "kill": "qubits kill all -p dist --signal TERM",
     "top": "qubits top --interval 2",
     "gc": "qubits gc --older-than 30d --dry-run",
+    "dashboard": "qubits dashboard --jobspace s3://bucket/work --port 8265",
 }
 """One runnable example per verb, by its path below ``qubits`` (``"agent systemd"``)."""
 
