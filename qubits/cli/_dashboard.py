@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from rich.text import Text
+
 from qubits import connect
 from qubits._defaults import DASHBOARD_INTERVAL, DASHBOARD_PORT
-from qubits.errors import QubitsError, UsageError
+from qubits.errors import UsageError
 
-from . import EXIT_OK, add_jobspace_option, env_default
+from . import EXIT_FAILED, EXIT_OK, add_jobspace_option, env_default
 from ._common import console, require_jobspace
 
 
@@ -17,8 +19,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     try:
         from qubits import dashboard
     except ModuleNotFoundError as exc:
-        if exc.name in ("starlette", "uvicorn", "anyio"):
-            raise QubitsError("the dashboard needs its extra: pip install 'qubits[dashboard]'") from None
+        if (exc.name or "").split(".")[0] in ("starlette", "uvicorn", "anyio"):
+            console.print(Text.assemble(("error:", "bold red"), " the dashboard needs its extra: pip install 'qubits[dashboard]'"))
+            return EXIT_FAILED
         raise
     if args.interval <= 0:
         raise UsageError("--interval must be more than 0 seconds")
