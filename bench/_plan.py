@@ -37,6 +37,8 @@ class Plan:
     """Stores the claim scenario runs on (None: every store of the run)."""
     claim_agents_by_store: dict[str, list[int]] = field(default_factory=dict)
     """Agent counts for one store instead of ``claim_agents``."""
+    dashboard_window: float = 60.0
+    """Seconds the dashboard scenario counts requests for (per number of tabs)."""
 
     def claim_for(self, store: str) -> dict[str, Any]:
         return {"agents": self.claim_agents_by_store.get(store, self.claim_agents), "queues": self.claim_queues.get(store, self.claim_queues["default"]),
@@ -122,6 +124,7 @@ TINY = Plan(
     takeover_reps=1,
     memory_stores=["local"],
     memory_submit=500,
+    dashboard_window=3.0,
     peers=QUICK.peers,
     claim_stores=["memory"],
 )

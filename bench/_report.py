@@ -111,6 +111,13 @@ def peers_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def dashboard_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["store", "jobs", "tabs", "window s", "ticks", "requests", "requests/min", "by kind"]
+    rows = [[r["store"], r["jobs"], r["viewers"], _f(r["window_s"], 0), r["ticks"], r["requests"], _f(r["per_minute"]),
+             ", ".join(f"{k} {v}" for k, v in sorted(r["by_kind"].items()))] for r in res["rows"]]
+    return head, rows
+
+
 TABLES = {
     "floor": ("Floor: one request of each kind", floor_rows),
     "claim": ("Claim latency (ask for work -> hold a lease)", claim_rows),
@@ -120,6 +127,7 @@ TABLES = {
     "takeover": ("Takeover after kill -9 of the holder", takeover_rows),
     "memory": ("Resident memory", memory_rows),
     "peers": ("Peers, same workload, same machine, same run", peers_rows),
+    "dashboard": ("An open dashboard (jobs page): store requests, 1 and 5 tabs", dashboard_rows),
 }
 
 

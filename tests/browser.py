@@ -96,6 +96,11 @@ class Browser:
                 raise AssertionError(f"not true after {timeout}s: {expression}\npage text: {self.text()[:2000]}")
             time.sleep(poll)
 
+    def set_value(self, selector: str, value: str, event: str = "input") -> None:
+        """Type ``value`` into the element at ``selector`` (as a user would: the page hears ``event``)."""
+        self.js(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.value = {json.dumps(value)}; "
+                f"e.dispatchEvent(new Event({json.dumps(event)})); }})()")
+
     def text(self) -> str:
         return str(self.js("document.body ? document.body.innerText : ''"))
 

@@ -34,7 +34,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.bind}:{args.port} ({exc.strerror}): pick another --port or --bind") from None
     client = connect(url)
-    app, _hub = dashboard.create_app(client, bind=args.bind, token=token, interval=args.interval)
+    app, hub = dashboard.create_app(client, bind=args.bind, token=token, interval=args.interval)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     where = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
@@ -43,7 +43,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         console.print("(bound off loopback: a token was generated; pass --token or QUBITS_DASHBOARD_TOKEN to choose it)")
     console.print("Ctrl-C to stop", style="dim")
     try:
-        dashboard.serve(app, sock)
+        dashboard.serve(app, hub, sock)
+    except KeyboardInterrupt:
+        return EXIT_OK  # Ctrl-C is how a dashboard is stopped
     finally:
         client.close()
     return EXIT_OK

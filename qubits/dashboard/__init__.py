@@ -10,6 +10,6 @@ from __future__ import annotations
 from ._hub import Hub
 from ._read import public_url
 from ._security import LOOPBACK_BINDS, needs_token, new_token
-from .app import create_app, listen, serve
+from .app import create_app, listen, serve, server
 
-__all__ = ["LOOPBACK_BINDS", "Hub", "create_app", "listen", "needs_token", "new_token", "public_url", "serve"]
+__all__ = ["LOOPBACK_BINDS", "Hub", "create_app", "listen", "needs_token", "new_token", "public_url", "serve", "server"]

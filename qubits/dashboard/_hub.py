@@ -36,7 +36,7 @@ class Reader(Protocol):
 @dataclass
 class _Topic:
     reader: Reader
-    subscribers: set[asyncio.Queue[str]] = field(default_factory=set)
+    subscribers: set[asyncio.Queue[str | None]] = field(default_factory=set)
     text: str | None = None
     """The last value read, as JSON (None until the first read)."""
     idle_since: float = 0.0
@@ -55,9 +55,9 @@ class Hub:
         self.ticks = 0
         self._wake = asyncio.Event()
 
-    def subscribe(self, names: list[str]) -> asyncio.Queue[str]:
+    def subscribe(self, names: list[str]) -> asyncio.Queue[str | None]:
         """A queue that receives SSE frames for ``names`` (ValueError for an unknown topic)."""
-        queue: asyncio.Queue[str] = asyncio.Queue()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
         readers = {name: self.topics[name].reader if name in self.topics else self.make_reader(name) for name in names}
         for name in names:
             topic = self.topics.setdefault(name, _Topic(readers[name]))
@@ -68,7 +68,7 @@ class Hub:
                 self._wake.set()
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[str]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[str | None]) -> None:
         now = time.monotonic()
         for topic in self.topics.values():
             if queue in topic.subscribers:
@@ -79,6 +79,12 @@ class Hub:
     def viewers(self) -> int:
         """Open subscriptions (one per tab)."""
         return len({q for t in self.topics.values() for q in t.subscribers})
+
+    def close(self) -> None:
+        """End every open stream (the server is stopping: tabs reconnect to the next one)."""
+        for topic in self.topics.values():
+            for queue in topic.subscribers:
+                queue.put_nowait(None)
 
     def poke(self) -> None:
         """Read again now (after an action), not at the next tick."""
@@ -119,14 +125,18 @@ def frame(topic: str, text: str) -> str:
     return f"event: {topic}\ndata: {text}\n\n"
 
 
-async def stream(hub: Hub, queue: asyncio.Queue[str], *, keepalive: float = 15.0) -> AsyncIterator[str]:
+async def stream(hub: Hub, queue: asyncio.Queue[str | None], *, keepalive: float = 15.0) -> AsyncIterator[str]:
     """The frames of one subscription, with a comment now and then so proxies keep the connection."""
     try:
         yield ": connected\n\n"
         while True:
             try:
-                yield await asyncio.wait_for(queue.get(), keepalive)
+                text = await asyncio.wait_for(queue.get(), keepalive)
             except TimeoutError:
                 yield ": keepalive\n\n"
+                continue
+            if text is None:
+                return
+            yield text
     finally:
         hub.unsubscribe(queue)

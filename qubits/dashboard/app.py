@@ -141,9 +141,19 @@ def listen(bind: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(app: ASGIApp, sock: socket.socket) -> None:
-    """Serve ``app`` on ``sock`` until interrupted (Ctrl-C, SIGTERM)."""
+def server(app: ASGIApp, hub: Hub) -> Any:
+    """A uvicorn server for ``app`` that ends the open event streams when it stops (else it would wait
+    for them: a stream never ends by itself)."""
     import uvicorn
 
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-    uvicorn.Server(config).run(sockets=[sock])
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            hub.close()
+            await super().shutdown(sockets)
+
+    return Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=5))
+
+
+def serve(app: ASGIApp, hub: Hub, sock: socket.socket) -> None:
+    """Serve ``app`` on ``sock`` until interrupted (Ctrl-C, SIGTERM)."""
+    server(app, hub).run(sockets=[sock])

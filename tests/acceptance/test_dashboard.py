@@ -82,6 +82,8 @@ def dashboard() -> Iterator[Callable[..., Dashboard]]:
     yield start
     for d in started:
         d.stop()
+    for d in started:  # Ctrl-C ends the open event streams and the server quietly
+        assert d.proc.returncode == 0 and "Traceback" not in "".join(d.output), "".join(d.output)[-3000:]
 
 
 @pytest.fixture
@@ -149,8 +151,16 @@ def test_the_dashboard_follows_a_job_live_and_shows_a_failing_tasks_log(store: s
     b.wait_for("document.querySelectorAll('tr[data-task]').length === 7")
     failed_row = b.wait_for("(() => { const r = document.querySelector('tr[data-state=\"failed\"]'); return r && r.innerText; })()")
     assert "dash-agent" in failed_row and "\t3\t" in f"\t{failed_row}\t".replace("\t\t", "\t"), failed_row
-    b.js("const f = document.getElementById('filter'); f.value = 'failed'; f.dispatchEvent(new Event('change'))")
+    b.set_value("#filter", "failed", "change")
     assert b.wait_for("document.querySelectorAll('tr[data-task]').length === 1 && document.querySelector('tr[data-task]').dataset.state") == "failed"
+    b.set_value("#filter", "", "change")
+    b.set_value("#search", "ok-4")
+    assert b.wait_for("document.querySelectorAll('tr[data-task]').length === 1 && document.querySelector('tr[data-task]').innerText").startswith("sleep 1; echo ok-4")
+    time.sleep(1.5)  # updates keep arriving: the search stays applied
+    assert b.js("document.querySelectorAll('tr[data-task]').length") == 1 and b.js("document.getElementById('search').value") == "ok-4"
+    b.set_value("#search", "")
+    b.set_value("#filter", "failed", "change")
+    b.wait_for("document.querySelectorAll('tr[data-task]').length === 1")
     check_screenshot(b, tmp_path / "tasks.png")
 
     # The failing task's log: its stderr and stdout, and how it ended.
@@ -202,6 +212,7 @@ def test_cancel_from_the_page_cancels_the_job(local_url: str, dashboard, browser
     status = job.wait(timeout=60)
     assert status.counts == {"cancelled": 4, "pending": 0}, status.counts
     b.wait_for("document.getElementById('counts').innerText.includes('cancelled 4')")
+    assert b.js("document.getElementById('message').textContent").startswith("cancelled:")  # the answer stays on the page
     assert b.js("document.getElementById('cancel').disabled")
 
 

@@ -92,24 +92,32 @@ function drawNodes(d) {
 }
 
 let taskData = null, filterState = "", search = "";
+function taskSkeleton() {  // built once: the filter, the search box, the buttons and the message survive updates
+  const select = el("select", {id: "filter", on: {change: e => { filterState = e.target.value; drawTasks(); }}});
+  const box = el("input", {id: "search", type: "search", placeholder: "search name, node, error",
+    on: {input: e => { search = e.target.value; drawTasks(); }}});
+  const cancel = el("button", {id: "cancel", class: "danger",
+    on: {click: () => confirmThen(`Cancel job ${job}? Running tasks are stopped; every task not yet decided is decided as cancelled.`,
+      () => post(`/api/jobs/${encodeURIComponent(job)}/cancel`).then(r => say(`cancelled: ${r.decided} task(s) decided by this request; running ones stop on their agents`), e => say(e.message, true)))}}, "Cancel job");
+  const retry = el("button", {id: "retry",
+    on: {click: () => confirmThen(`Retry job ${job}? A new job is submitted with the tasks that did not succeed (and their dependents).`,
+      () => post(`/api/jobs/${encodeURIComponent(job)}/retry`).then(r => { say(`submitted ${r.new_job}`); location.href = `/jobs/${encodeURIComponent(r.new_job)}`; }, e => say(e.message, true)))}}, "Retry what did not succeed");
+  show(el("h1", {id: "jobtitle"}), el("div", {class: "summary", id: "counts"}), el("div", {class: "tools"}, select, box, cancel, retry),
+    el("div", {id: "message", class: "message"}), el("div", {id: "partial"}), el("div", {id: "tasktable"}));
+}
 function drawTasks(d) {
   if (d) taskData = d;
   d = taskData;
   if (d.error) { show(el("p", {class: "message bad", text: d.error})); return; }
+  if (!document.getElementById("tasktable")) taskSkeleton();
   const q = search.toLowerCase();
   const rows = d.rows.filter(r => (!filterState || r.state === filterState) &&
     (!q || [r.task, r.name, r.node, r.error || ""].some(s => String(s).toLowerCase().includes(q))));
-  const states = [...new Set(d.rows.map(r => r.state))].sort();
-  const select = el("select", {id: "filter", on: {change: e => { filterState = e.target.value; drawTasks(); }}},
-    el("option", {value: "", text: "every state"}), ...states.map(s => el("option", {value: s, text: s, selected: s === filterState ? "" : null})));
-  const box = el("input", {id: "search", type: "search", placeholder: "search name, node, error", value: search,
-    on: {input: e => { search = e.target.value; drawTasks(); document.getElementById("search").focus(); }}});
-  const cancel = el("button", {id: "cancel", class: "danger", disabled: d.finished ? "" : null,
-    on: {click: () => confirmThen(`Cancel job ${job}? Running tasks are stopped; every task not yet decided is decided as cancelled.`,
-      () => post(`/api/jobs/${encodeURIComponent(job)}/cancel`).then(r => say(`cancelled: ${r.decided} task(s) decided by this request; running ones stop on their agents`), e => say(e.message, true)))}}, "Cancel job");
-  const retry = el("button", {id: "retry", disabled: d.finished && !d.ok ? null : "",
-    on: {click: () => confirmThen(`Retry job ${job}? A new job is submitted with the tasks that did not succeed (and their dependents).`,
-      () => post(`/api/jobs/${encodeURIComponent(job)}/retry`).then(r => { say(`submitted ${r.new_job}`); location.href = `/jobs/${encodeURIComponent(r.new_job)}`; }, e => say(e.message, true)))}}, "Retry what did not succeed");
+  const states = [...new Set([...d.rows.map(r => r.state), filterState].filter(Boolean))].sort();
+  document.getElementById("filter").replaceChildren(el("option", {value: "", text: "every state"}),
+    ...states.map(s => el("option", {value: s, text: s, selected: s === filterState ? "" : null})));
+  document.getElementById("cancel").disabled = d.finished;
+  document.getElementById("retry").disabled = !d.finished || d.ok;
   const trs = rows.map(r => el("tr", {"data-task": r.task, "data-state": r.state},
     el("td", {}, el("a", {href: `/jobs/${encodeURIComponent(job)}/tasks/${encodeURIComponent(r.task)}/log`, text: r.name || r.task})),
     el("td", {}, state(r.state)), el("td", {class: "num", text: r.attempt || ""}), el("td", {text: r.node || ""}),
@@ -117,12 +125,12 @@ function drawTasks(d) {
     el("td", {class: "err"}, r.error || "", r.attempts.length ? el("small", {class: "attempts",
       text: r.attempts.map(a => `attempt ${a.attempt} on ${a.node}: ${a.outcome}${a.error ? " (" + a.error + ")" : ""}`).join("; ")}) : null)));
   const counts = Object.entries(d.counts).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(" · ");
-  show(el("h1", {}, `Job ${d.id} `, el("small", {text: d.name})),
-    el("div", {class: "summary", id: "counts", "data-done": d.done, "data-total": d.total},
-      state(d.state), ` ${d.done}/${d.total} done · ${counts}`),
-    el("div", {class: "tools"}, select, box, cancel, retry), el("div", {id: "message", class: "message"}),
-    d.all_rows ? "" : el("div", {class: "note", text: `${d.total} tasks: only the unfinished and unsuccessful ones are listed`}),
-    table(["task", "state", "attempt", "node", "exit", "started", "took", "error"], trs));
+  document.getElementById("jobtitle").replaceChildren(`Job ${d.id} `, el("small", {text: d.name}));
+  const summary = document.getElementById("counts");
+  summary.dataset.done = d.done; summary.dataset.total = d.total;
+  summary.replaceChildren(state(d.state), ` ${d.done}/${d.total} done · ${counts}`);
+  document.getElementById("partial").replaceChildren(d.all_rows ? "" : el("div", {class: "note", text: `${d.total} tasks: only the unfinished and unsuccessful ones are listed`}));
+  document.getElementById("tasktable").replaceChildren(table(["task", "state", "attempt", "node", "exit", "started", "took", "error"], trs));
 }
 
 function drawLog(d) {
