@@ -25,6 +25,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         raise
     if args.interval <= 0:
         raise UsageError("--interval must be more than 0 seconds")
+    if not 0 <= args.port <= 65535:
+        raise UsageError("--port must be between 0 (any free port) and 65535")
     url = require_jobspace(args)
     token = args.token or None  # on loopback a token is optional, and checked when given
     if token is None and dashboard.needs_token(args.bind):

@@ -111,7 +111,9 @@ class Hub:
             try:
                 value = await anyio.to_thread.run_sync(topic.reader, memo)
             except Exception as exc:  # noqa: BLE001 - one bad topic (a store error, a gone job) must not stop the others
-                log.warning("cannot read %s: %s", name, exc, extra={"action": "dashboard_read", "topic": name})
+                # The page shows the error; the log says it once per tick at INFO (a page open on a job
+                # that was removed would otherwise fill the terminal with warnings).
+                log.info("cannot read %s: %s", name, exc, extra={"action": "dashboard_read", "topic": name})
                 value = {"error": str(exc)[:500]}
             text = json.dumps(value, sort_keys=True, default=str)
             if text != topic.text:

@@ -162,6 +162,14 @@ def test_the_dashboard_follows_a_job_live_and_shows_a_failing_tasks_log(store: s
     b.set_value("#filter", "failed", "change")
     b.wait_for("document.querySelectorAll('tr[data-task]').length === 1")
     check_screenshot(b, tmp_path / "tasks.png")
+    # Retry what did not succeed, after the confirmation: the page moves to the new job.
+    b.js("document.getElementById('retry').click()")
+    b.wait_for("document.getElementById('confirm').open")
+    b.js("document.getElementById('confirm-yes').click()")
+    new_id = b.wait_for(f"location.pathname.startsWith('/jobs/') && !location.pathname.endsWith('{job.id}') && location.pathname.split('/')[2]")
+    retried = client.job(new_id)
+    assert retried.spec().config["retry_of"] == job.id and retried.spec().task_count == 1
+    b.wait_for("document.querySelectorAll('tr[data-task]').length === 1")
 
     # The failing task's log: its stderr and stdout, and how it ended.
     failing = next(r.task for r in job.status().rows if r.state == "failed")

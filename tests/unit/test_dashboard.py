@@ -4,6 +4,7 @@ the request guard (host, token, actions), and the verb's errors."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from typing import Any
 
@@ -152,6 +153,13 @@ def test_the_verb_says_what_to_do(monkeypatch: pytest.MonkeyPatch, capsys: pytes
     assert run(["dashboard"]) == 2
     assert "no jobspace" in capsys.readouterr().err
     assert run(["dashboard", "--jobspace", memory_url, "--interval", "0"]) == 2
+    assert run(["dashboard", "--jobspace", memory_url, "--port", "70000"]) == 2
+    assert "--port must be between" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert run(["dashboard", "--jobspace", memory_url, "--port", str(taken.getsockname()[1])]) == 2
+    assert "pick another --port" in capsys.readouterr().err
     for name in [m for m in sys.modules if m == "qubits.dashboard" or m.startswith("qubits.dashboard.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.delattr(qubits, "dashboard", raising=False)
