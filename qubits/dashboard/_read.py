@@ -44,20 +44,23 @@ class Tick:
     """What the readers of one tick share: each job's status and the agents are read once per tick.
     Statuses of finished jobs never change and are kept across ticks (``finished``)."""
 
-    def __init__(self, client: Client, finished: dict[str, JobStatus]) -> None:
+    def __init__(self, client: Client, finished: dict[tuple[str, bool], JobStatus]) -> None:
         self.client = client
         self.finished = finished
-        self._status: dict[str, JobStatus] = {}
+        self._status: dict[tuple[str, bool], JobStatus] = {}
         self._tasks: dict[str, dict[str, tuple[str, TaskSpec]]] = {}
         self._nodes: list[tuple[NodeInfo, float]] | None = None
 
-    def status(self, job: str) -> JobStatus:
-        st = self.finished.get(job) or self._status.get(job)
-        if st is None:
-            st = self.client.job(job).status(rows=ROWS)
-            self._status[job] = st
-            if st.finished:
-                self.finished[job] = st
+    def status(self, job: str, *, rows: bool = True) -> JobStatus:
+        """The job's status, with its task rows or (cheaper: no listing of its tasks) counts only."""
+        for key in [(job, True)] + ([] if rows else [(job, False)]):
+            st = self.finished.get(key) or self._status.get(key)
+            if st is not None:
+                return st
+        st = self.client.job(job).status(rows=ROWS if rows else 0)
+        self._status[(job, rows)] = st
+        if st.finished:
+            self.finished[(job, rows)] = st
         return st
 
     def tasks(self, job: str) -> dict[str, tuple[str, TaskSpec]]:
@@ -94,7 +97,7 @@ def read_jobs(tick: Tick) -> dict[str, Any]:
     from ..cli._views import node_state
 
     specs = tick.client.jobs()[-JOBS_SHOWN:]
-    rows = [_job_row(spec, tick.status(spec.id)) for spec in reversed(specs)]
+    rows = [_job_row(spec, tick.status(spec.id, rows=False)) for spec in reversed(specs)]
     live = [info for info, age in tick.nodes() if node_state(info, age) not in ("stopped", "lost")]
     return {"url": public_url(tick.client.url), "jobs": rows, "agents": len(live),
             "busy": sum(len(i.running) for i in live), "slots": sum(i.slots for i in live)}
