@@ -61,10 +61,14 @@ function say(text, bad) {
 
 // -- pages --------------------------------------------------------------------------------------------------
 function progress(j) {
-  const bar = el("span", {class: "bar"}, el("i", {class: j.failed ? "fail" : "", style: `width:${j.total ? 100 * j.done / j.total : 0}%`}));
+  const part = n => `width:${j.total ? 100 * n / j.total : 0}%`;
+  const bar = el("span", {class: "bar"}, el("i", {style: part(j.succeeded)}), el("i", {class: "fail", style: part(j.done - j.succeeded)}));
   return el("span", {}, bar, `${j.done}/${j.total}`);
 }
+let lastJobs = null;
+setInterval(() => { if (page === "jobs" && lastJobs) drawJobs(lastJobs); }, 10000);  // ages move on between updates
 function drawJobs(d) {
+  lastJobs = d;
   const rows = d.jobs.map(j => el("tr", {"data-job": j.id, "data-done": j.done, "data-total": j.total, "data-state": j.state},
     el("td", {}, jobLink(j.id, "", j.id)), el("td", {text: j.name}), el("td", {}, state(j.state)), el("td", {class: "progress"}, progress(j)),
     el("td", {class: "num running", text: j.running}), el("td", {class: "num failed", text: j.failed}),
