@@ -16,7 +16,7 @@ from jobspaces import NotFound, run_sync
 
 from .. import _layout as layout
 from .._client import Client, JobStatus, TaskState
-from .._records import JobSpec, NodeInfo, Outcome, TaskSpec
+from .._records import JobSpec, Lease, NodeInfo, Outcome, TaskSpec
 from ..errors import NotFoundError
 from ._hub import Reader
 
@@ -44,9 +44,12 @@ class Tick:
     """What the readers of one tick share: each job's status and the agents are read once per tick.
     Statuses of finished jobs never change and are kept across ticks (``finished``)."""
 
-    def __init__(self, client: Client, finished: dict[tuple[str, bool], JobStatus]) -> None:
+    def __init__(self, client: Client, finished: dict[tuple[str, bool], JobStatus],
+                 starts: dict[tuple[str, str, int], float] | None = None) -> None:
         self.client = client
         self.finished = finished
+        self.starts = {} if starts is None else starts
+        """When each running attempt started (job, task, attempt): read once from its lease."""
         self._status: dict[tuple[str, bool], JobStatus] = {}
         self._tasks: dict[str, dict[str, tuple[str, TaskSpec]]] = {}
         self._nodes: list[tuple[NodeInfo, float]] | None = None
@@ -67,6 +70,20 @@ class Tick:
         if job not in self._tasks:
             self._tasks[job] = self.client.job(job).tasks()
         return self._tasks[job]
+
+    def started(self, job: str, task: str, attempt: int) -> float | None:
+        """When a running attempt started (its lease says; one read per attempt, then remembered)."""
+        key = (job, task, attempt)
+        if key not in self.starts:
+            try:
+                data, _ = run_sync(self.client.aio.get(layout.lease(job, task)))
+            except NotFound:
+                return None
+            lease = Lease.from_json(data, layout.lease(job, task))
+            if lease.attempt != attempt or not lease.started:
+                return None
+            self.starts[key] = lease.started
+        return self.starts[key]
 
     def nodes(self) -> list[tuple[NodeInfo, float]]:
         if self._nodes is None:
@@ -112,7 +129,8 @@ def read_nodes(tick: Tick) -> dict[str, Any]:
     return {"url": public_url(tick.client.url), "nodes": rows, "skew": skew_note(nodes)}
 
 
-def _task_row(client: Client, job: str, row: TaskState, name: str | None) -> dict[str, Any]:
+def _task_row(tick: Tick, job: str, row: TaskState, name: str | None) -> dict[str, Any]:
+    client = tick.client
     out: dict[str, Any] = {"task": row.task, "name": name or row.name, "state": row.state, "attempt": row.attempt,
                            "node": row.holder, "error": row.error, "exit_code": None, "started": None,
                            "finished": None, "attempts": []}
@@ -122,6 +140,8 @@ def _task_row(client: Client, job: str, row: TaskState, name: str | None) -> dic
         out["attempts"] = [{"attempt": a.get("attempt"), "node": a.get("holder"), "outcome": a.get("outcome"),
                             "error": a.get("error"), "started": a.get("started"), "finished": a.get("finished")}
                            for a in done.attempts]
+    elif row.state == "running" and row.attempt:
+        out["started"] = tick.started(job, row.task, row.attempt)
     return out
 
 
@@ -131,7 +151,7 @@ def read_job(tick: Tick, job: str) -> dict[str, Any]:
     st = tick.status(job)
     names = {tid: t.name for tid, (_chunk, t) in tick.tasks(job).items() if t.name} if st.total <= ROWS else {}
     return {**_job_row(spec, st), "sealed": st.sealed, "finished": st.finished, "ok": st.ok, "config_dag": bool(spec.config.get("dag")),
-            "rows": [_task_row(tick.client, job, r, names.get(r.task)) for r in st.rows], "all_rows": st.total <= ROWS}
+            "rows": [_task_row(tick, job, r, names.get(r.task)) for r in st.rows], "all_rows": st.total <= ROWS}
 
 
 def read_dag(tick: Tick, job: str) -> dict[str, Any]:

@@ -51,7 +51,8 @@ def create_app(client: Client, *, bind: str = "127.0.0.1", token: str | None = N
     """The dashboard over ``client``'s jobspace (guarded for ``bind``; ``token`` required when given),
     and its hub (the one poller)."""
     finished: dict[tuple[str, bool], JobStatus] = {}
-    hub = Hub(lambda topic: make_reader(client, topic), lambda: Tick(client, finished), interval=interval)
+    starts: dict[tuple[str, str, int], float] = {}
+    hub = Hub(lambda topic: make_reader(client, topic), lambda: Tick(client, finished, starts), interval=interval)
     shell = _shell()
     where = public_url(client.url)
 

@@ -211,6 +211,9 @@ def test_cancel_from_the_page_cancels_the_job(local_url: str, dashboard, browser
     b = browser
     b.goto(f"{d.base}/jobs/{job.id}")
     b.wait_for("document.querySelector('tr[data-state=\"running\"]')", timeout=60)
+    # The running task: its node, attempt, and when it started (from its lease).
+    running = b.wait_for("(() => { const c = document.querySelector('tr[data-state=\"running\"]').children; return c[5].textContent && [...c].map(x => x.textContent); })()")
+    assert running[3] == "canceller" and running[2] == "1" and running[6].endswith("s"), running
     b.js("document.getElementById('cancel').click()")
     assert b.wait_for("document.getElementById('confirm').open && document.getElementById('confirm-text').textContent").startswith(f"Cancel job {job.id}?")
     check_screenshot(b, tmp_path / "confirm.png")

@@ -13,9 +13,10 @@ import pytest
 import qubits
 from jobspaces import CountingJobspace, open_jobspace, run_sync
 from qubits import _layout as layout
+from qubits._records import Lease
 from qubits.cli import run
 from qubits.dashboard import create_app, public_url
-from qubits.dashboard._read import LogReader, Tick, read_dag
+from qubits.dashboard._read import LogReader, Tick, read_dag, read_job
 from qubits.dashboard._security import COOKIE, Guard
 
 
@@ -90,6 +91,23 @@ def test_a_log_part_is_read_once(memory_url: str) -> None:
     second = reader(Tick(client, {}))
     assert second["attempts"][0]["stdout"] == "hello world"
     assert counting.counts().get("GET runs") == 1  # only the new part
+
+
+def test_a_running_task_shows_when_it_started_read_once_from_its_lease(memory_url: str) -> None:
+    client, counting = _client(memory_url)
+    job = client.submit_commands(["sleep 9", "echo b"], name="running")
+    tid = sorted(job.tasks())[0]
+    lease = Lease(job.id, tid, "node-a", "tok", 1, 30.0, started=1234.5, wall=1234.5)
+    run_sync(client.aio.put(layout.lease(job.id, tid), lease.to_json(), if_absent=True))
+    finished: dict[Any, Any] = {}
+    starts: dict[Any, Any] = {}
+    counting.reset()
+    rows = {r["task"]: r for r in read_job(Tick(client, finished, starts), job.id)["rows"]}
+    assert rows[tid]["state"] == "running" and rows[tid]["node"] == "node-a" and rows[tid]["started"] == 1234.5
+    assert counting.counts()["GET leases"] == 2  # the status's read, and this attempt's start
+    counting.reset()
+    read_job(Tick(client, finished, starts), job.id)
+    assert counting.counts()["GET leases"] == 1  # the start is remembered
 
 
 def test_pages_never_show_the_jobspace_query_or_credentials() -> None:

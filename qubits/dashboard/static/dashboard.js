@@ -67,6 +67,7 @@ function progress(j) {
 }
 let lastJobs = null;
 setInterval(() => { if (page === "jobs" && lastJobs) drawJobs(lastJobs); }, 10000);  // ages move on between updates
+setInterval(() => { if (page === "tasks" && taskData && !taskData.error && !taskData.finished) drawTasks(); }, 5000);  // running times too
 function drawJobs(d) {
   lastJobs = d;
   const rows = d.jobs.map(j => el("tr", {"data-job": j.id, "data-done": j.done, "data-total": j.total, "data-state": j.state},
@@ -125,7 +126,7 @@ function drawTasks(d) {
   const trs = rows.map(r => el("tr", {"data-task": r.task, "data-state": r.state},
     el("td", {}, el("a", {href: `/jobs/${encodeURIComponent(job)}/tasks/${encodeURIComponent(r.task)}/log`, text: r.name || r.task})),
     el("td", {}, state(r.state)), el("td", {class: "num", text: r.attempt || ""}), el("td", {text: r.node || ""}),
-    el("td", {class: "num exit", text: r.exit_code ?? ""}), el("td", {text: clock(r.started)}), el("td", {class: "num", text: secs(r.started, r.finished)}),
+    el("td", {class: "num exit", text: r.exit_code ?? ""}), el("td", {text: clock(r.started)}), el("td", {class: "num", text: secs(r.started, r.finished || (r.state === "running" ? Date.now() / 1000 : null))}),
     el("td", {class: "err"}, r.error || "", r.attempts.length ? el("small", {class: "attempts",
       text: r.attempts.map(a => `attempt ${a.attempt} on ${a.node}: ${a.outcome}${a.error ? " (" + a.error + ")" : ""}`).join("; ")}) : null)));
   const counts = Object.entries(d.counts).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(" · ");
