@@ -159,7 +159,14 @@ def read_dag(tick: Tick, job: str) -> dict[str, Any]:
     the specs and the ones found at run time from the wait edges."""
     client = tick.client
     tasks = tick.tasks(job)
-    states = {r.task: r.state for r in tick.status(job).rows}
+    st = tick.status(job)
+    states = {r.task: r.state for r in st.rows}
+    if st.total > ROWS:  # the rows leave out succeeded and pending tasks: tell them apart by the done records
+        for meta in client.aio_list(layout.done_prefix(job)):
+            tid = meta.key.rsplit("/", 1)[1].removesuffix(".json")
+            done = client.done_record(job, tid)  # cached: the status read it
+            if tid not in states and done is not None:
+                states[tid] = done.outcome
     edges: dict[tuple[str, str], bool] = {}
     for tid, (_chunk, spec) in tasks.items():
         for dep in spec.deps:

@@ -13,9 +13,9 @@ import pytest
 import qubits
 from jobspaces import CountingJobspace, open_jobspace, run_sync
 from qubits import _layout as layout
-from qubits._records import Lease
+from qubits._records import Done, Lease
 from qubits.cli import run
-from qubits.dashboard import create_app, public_url
+from qubits.dashboard import _read, create_app, public_url
 from qubits.dashboard._read import LogReader, Tick, read_dag, read_job
 from qubits.dashboard._security import COOKIE, Guard
 
@@ -75,6 +75,16 @@ def test_the_dag_shows_edges_found_at_run_time(memory_url: str) -> None:
     dag = read_dag(Tick(client, {}), job.id)
     assert [n["id"] for n in dag["nodes"]] == tasks and {n["state"] for n in dag["nodes"]} == {"pending"}
     assert dag["edges"] == [[tasks[0], tasks[1], True]]
+
+
+def test_the_dag_of_a_big_job_colours_its_succeeded_tasks(memory_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_read, "ROWS", 2)  # a "big" job: its status lists only unfinished and unsuccessful tasks
+    client, _ = _client(memory_url)
+    job = client.submit_commands(["echo a", "echo b", "echo c"], name="big")
+    first, *rest = sorted(job.tasks())
+    run_sync(client.aio.put(layout.done(job.id, first), Done(job.id, first, "succeeded", 1, "node-a").to_json(), if_absent=True))
+    dag = read_dag(Tick(client, {}), job.id)
+    assert {n["id"]: n["state"] for n in dag["nodes"]} == {first: "succeeded", **{t: "pending" for t in rest}}
 
 
 def test_a_log_part_is_read_once(memory_url: str) -> None:
