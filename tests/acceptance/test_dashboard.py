@@ -205,7 +205,7 @@ def test_the_dashboard_follows_a_job_live_and_shows_a_failing_tasks_log(store: s
 # -- cancel from the page ------------------------------------------------------------------------------------------
 def test_cancel_from_the_page_cancels_the_job(local_url: str, dashboard, browser: Browser, agents, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     client = qubits.connect(local_url)
-    job = client.submit_commands(["sleep 60"] * 4, name="to-cancel")
+    job = client.submit_commands(["echo started-$QUBITS_TASK; sleep 60"] * 4, name="to-cancel")
     agents(local_url, "canceller", slots=1)
     d = dashboard(local_url)
     b = browser
@@ -214,6 +214,13 @@ def test_cancel_from_the_page_cancels_the_job(local_url: str, dashboard, browser
     # The running task: its node, attempt, and when it started (from its lease).
     running = b.wait_for("(() => { const c = document.querySelector('tr[data-state=\"running\"]').children; return c[5].textContent && [...c].map(x => x.textContent); })()")
     assert running[3] == "canceller" and running[2] == "1" and running[6].endswith("s"), running
+    # Its log streams while it runs.
+    tid = b.js("document.querySelector('tr[data-state=\"running\"]').dataset.task")
+    b.goto(f"{d.base}/jobs/{job.id}/tasks/{tid}/log")
+    b.wait_for(f"document.querySelector('pre.stdout')?.textContent.includes('started-{tid}')", timeout=30)
+    assert "streaming" in b.js("document.getElementById('outcome').textContent")
+    b.goto(f"{d.base}/jobs/{job.id}")
+    b.wait_for("document.querySelector('tr[data-state=\"running\"]')")
     b.js("document.getElementById('cancel').click()")
     assert b.wait_for("document.getElementById('confirm').open && document.getElementById('confirm-text').textContent").startswith(f"Cancel job {job.id}?")
     check_screenshot(b, tmp_path / "confirm.png")
