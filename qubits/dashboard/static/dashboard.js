@@ -190,7 +190,10 @@ function drawDag(d) {
 function drawTimeline(d) {
   if (d.error) { show(el("p", {class: "message bad", text: d.error})); return; }
   let frame = document.getElementById("timeline");
-  if (!frame) { frame = el("iframe", {id: "timeline", class: "timeline", sandbox: "", title: "timeline"}); show(frame); }
+  // No scripts run in the frame (the page has none); same origin only so that an update keeps the scroll.
+  if (!frame) { frame = el("iframe", {id: "timeline", class: "timeline", sandbox: "allow-same-origin", title: "timeline"}); show(frame); }
+  const y = frame.contentWindow ? frame.contentWindow.scrollY : 0;
+  frame.onload = () => frame.contentWindow.scrollTo(0, y);
   frame.srcdoc = d.html;
 }
 
