@@ -71,3 +71,9 @@ skipped, as cron skips the runs of a machine that was off."""
 SCHEDULE_KEEP = 86400.0
 """Seconds a tick's create-only marker is kept: far longer than SCHEDULE_GRACE, so that no agent, even
 with its clock hours off, can create a tick's marker again once it was pruned."""
+
+DASHBOARD_PORT = 8265
+"""The port `qubits dashboard` listens on (Ray's dashboard port: people who know one find the other)."""
+DASHBOARD_INTERVAL = 2.0
+"""Seconds between two reads of the jobspace by the dashboard's one poller, shared by every open tab:
+live enough to watch tasks start and end, and a few hundred requests a minute at most."""

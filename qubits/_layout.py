@@ -82,6 +82,11 @@ def waits_prefix(job: str, dep: str) -> str:
     return f"jobs/{job}/waits/{dep}/"
 
 
+def all_waits(job: str) -> str:
+    """The prefix of every dependency edge of a job (keys ``{dep}/{task}`` below it)."""
+    return f"jobs/{job}/waits/"
+
+
 def invalid(job: str, task: str) -> str:
     return f"jobs/{job}/invalid/{task}"
 
@@ -131,6 +136,11 @@ def done_prefix(job: str) -> str:
 
 def run_prefix(job: str, task: str, attempt: int) -> str:
     return f"runs/{job}/{task}/{attempt}/"
+
+
+def task_runs(job: str, task: str) -> str:
+    """The prefix of every attempt's output of a task (``{attempt}/{stdout|stderr}/{n}`` below it)."""
+    return f"runs/{job}/{task}/"
 
 
 def log_part(job: str, task: str, attempt: int, stream: str, n: int) -> str:

@@ -34,7 +34,7 @@ EXIT_TIMEOUT = 5
 EXIT_INTERRUPTED = 130
 
 # Verb modules, in the order they appear in --help.
-_MODULES = ["_jobs", "_agent", "_doctor", "_make", "_batch", "_ops", "_schedule"]
+_MODULES = ["_jobs", "_agent", "_doctor", "_make", "_batch", "_ops", "_schedule", "_dashboard"]
 
 
 def env_default(name: str, default: str | None = None) -> str | None:

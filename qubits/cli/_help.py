@@ -45,6 +45,7 @@ EXAMPLES: dict[str, str] = {
     "schedule add": "qubits schedule add nightly --cron '0 3 * * *' --command 'python report.py'",
     "schedule list": "qubits schedule list --json",
     "schedule rm": "qubits schedule rm nightly",
+    "dashboard": "qubits dashboard --jobspace s3://bucket/work --port 8265",
 }
 """One runnable example per verb, by its path below ``qubits`` (``"agent systemd"``)."""
 
