@@ -21,7 +21,7 @@ from ._plan import Plan, plan_for
 from ._stores import STORES, Store, open_store
 from ._util import BenchError, machine
 
-SCENARIOS = ("floor", "claim", "throughput", "idle", "takeover", "memory", "peers", "sim", "plan")
+SCENARIOS = ("floor", "claim", "throughput", "idle", "takeover", "memory", "peers", "sim", "plan", "dashboard")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -166,6 +166,18 @@ def _peers(run: Run) -> dict[str, Any]:
     return peers.run(run)
 
 
+def _dashboard(run: Run) -> dict[str, Any]:
+    """Store requests of an open dashboard per minute (opt-in: --scenario dashboard)."""
+    from . import dashboard
+
+    rows = []
+    for name in run.store_names:
+        s = run.store(name)
+        if s is not None and not s.in_process_only:
+            rows += dashboard.run(s, window=run.plan.dashboard_window)["rows"]
+    return {"rows": rows, "method": dashboard.__doc__}
+
+
 def _sim(run: Run) -> dict[str, Any]:
     """SIMULATED stores (bench/sim): prints and plots itself; see bench/SIMULATED.md."""
     from .sim import _report as sim_report
@@ -180,7 +192,8 @@ def _sim(run: Run) -> dict[str, Any]:
 
 
 RUNNERS = {"floor": _floor, "claim": _claim, "throughput": _throughput, "idle": _idle, "takeover": _takeover,
-           "memory": _memory, "peers": _peers, "sim": _sim, "plan": _plan_cost}
+           "memory": _memory, "peers": _peers, "sim": _sim, "plan": _plan_cost,
+           "dashboard": _dashboard}
 
 
 def main(argv: list[str] | None = None) -> int:

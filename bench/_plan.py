@@ -39,6 +39,8 @@ class Plan:
     """Agent counts for one store instead of ``claim_agents``."""
     plan_targets: int = 10_000
     """Targets of the Qfile whose no-op ``make`` the plan scenario times."""
+    dashboard_window: float = 60.0
+    """Seconds the dashboard scenario counts requests for (per number of tabs)."""
 
     def claim_for(self, store: str) -> dict[str, Any]:
         return {"agents": self.claim_agents_by_store.get(store, self.claim_agents), "queues": self.claim_queues.get(store, self.claim_queues["default"]),
@@ -125,6 +127,7 @@ TINY = Plan(
     takeover_reps=1,
     memory_stores=["local"],
     memory_submit=500,
+    dashboard_window=3.0,
     peers=QUICK.peers,
     plan_targets=200,
     claim_stores=["memory"],

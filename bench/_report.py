@@ -117,6 +117,13 @@ def plan_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, [[_f(res["targets"]), res["store"], *cells, _f(res["seed_s"]), _f(res.get("loadavg"), 2)]]
 
 
+def dashboard_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["store", "jobs", "tabs", "window s", "ticks", "requests", "requests/min", "by kind"]
+    rows = [[r["store"], r["jobs"], r["viewers"], _f(r["window_s"], 0), r["ticks"], r["requests"], _f(r["per_minute"]),
+             ", ".join(f"{k} {v}" for k, v in sorted(r["by_kind"].items()))] for r in res["rows"]]
+    return head, rows
+
+
 TABLES = {
     "floor": ("Floor: one request of each kind", floor_rows),
     "claim": ("Claim latency (ask for work -> hold a lease)", claim_rows),
@@ -127,6 +134,7 @@ TABLES = {
     "memory": ("Resident memory", memory_rows),
     "peers": ("Peers, same workload, same machine, same run", peers_rows),
     "plan": ("Planning a no-op make (Qfile targets all made; local directory)", plan_rows),
+    "dashboard": ("An open dashboard (jobs page): store requests, 1 and 5 tabs", dashboard_rows),
 }
 
 

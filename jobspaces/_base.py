@@ -73,7 +73,11 @@ class Jobspace(abc.ABC):
     """
 
     url: str = ""
-    """The URL this jobspace was opened from (credentials stripped)."""
+    """The URL this jobspace was opened from, with its options (endpoint, region …) and without credentials."""
+    open_url: str = ""
+    """The whole URL it was opened from, credentials included when the URL carried them: what another
+    process needs to open the same jobspace. Hand it on in the environment (``QUBITS_JOBSPACE``), never
+    on a command line or in an object; see ``handoff``."""
     idle_poll: tuple[float, float] = (0.5, 5.0)
     """Shortest and longest pause, in seconds, between an idle agent's polls of this store."""
     conditional_writes: bool = True
@@ -84,6 +88,10 @@ class Jobspace(abc.ABC):
 
     def __init__(self, timing: Timing | None = None) -> None:
         self.timing = timing or Timing()
+
+    def handoff(self) -> dict[str, str]:
+        """The environment that opens this same jobspace in another process (``QUBITS_JOBSPACE``)."""
+        return {"QUBITS_JOBSPACE": self.open_url or self.url}
 
     # -- the raw operations a backend provides ---------------------------------------------------
     @abc.abstractmethod

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._base import Jobspace, ObjectMeta, Timing
-from ._errors import ConditionalWritesUnsupported, InvalidURL, NotFound
+from ._errors import ConditionalWritesUnsupported, InvalidURL, JobspaceError, NotFound
 
 
 class FsspecJobspace(Jobspace):
@@ -27,6 +27,8 @@ class FsspecJobspace(Jobspace):
             self._fs, root = fsspec.core.url_to_fs(url, **storage_options)
         except (ImportError, ValueError) as exc:
             raise InvalidURL(f"{url}: {exc}") from None
+        except OSError as exc:  # a server named in the URL that does not answer (ftp://, sftp:// …)
+            raise JobspaceError(f"{url}: unreachable; check the host and the network ({exc})") from None
         self._root = root.rstrip("/")
         self.url = url
 

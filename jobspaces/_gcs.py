@@ -42,6 +42,7 @@ from ._errors import (
     PreconditionFailed,
     TransientError,
 )
+from ._url import checked_endpoint
 
 GCS_ENDPOINT = "https://storage.googleapis.com"
 """Real GCS; an ``endpoint`` URL key (or STORAGE_EMULATOR_HOST) points elsewhere, e.g. fake-gcs-server."""
@@ -274,9 +275,10 @@ def open_gcs(url: str, timing: Timing, options: dict[str, str]) -> GcsJobspace:
     if not parts.netloc:
         raise InvalidURL(f"{url.split('?', 1)[0]}: no bucket named; use gs://BUCKET[/PREFIX]")
     emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-    endpoint = query.pop("endpoint", None) or emulator or GCS_ENDPOINT
-    if "://" not in endpoint:
-        endpoint = f"http://{endpoint}"  # STORAGE_EMULATOR_HOST is often host:port
+    endpoint = checked_endpoint(f"gs://{parts.netloc}", query.pop("endpoint", None))
+    if endpoint is None and emulator:
+        endpoint = emulator if "://" in emulator else f"http://{emulator}"  # STORAGE_EMULATOR_HOST is often host:port
+    endpoint = endpoint or GCS_ENDPOINT
     auth = query.pop("auth", "google" if endpoint == GCS_ENDPOINT else "none")
     service_account = query.pop("service_account", None)
     if query:

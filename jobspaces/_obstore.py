@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import obstore
@@ -29,7 +29,11 @@ from ._errors import (
     PreconditionFailed,
     TransientError,
 )
+from ._inflight import settled
 from ._profiles import S3Profile, s3_profile
+from ._url import checked_endpoint
+
+T = TypeVar("T")
 
 _STATUS = re.compile(r"status(?: code)?:? (\d{3})", re.IGNORECASE)
 _URL = re.compile(r"(https?://[^\s?\"']+)\?[^\s\"']*")
@@ -70,15 +74,25 @@ def _first_line(exc: BaseException) -> str:
 class ObstoreJobspace(Jobspace):
     """A jobspace on an obstore store (S3Store or AzureStore)."""
 
-    def __init__(self, store: Any, url: str, *, timing: Timing | None = None, profile: S3Profile | None = None) -> None:
+    def __init__(
+        self, store: Any, url: str, *, timing: Timing | None = None, profile: S3Profile | None = None,
+        endpoint: str | None = None,
+    ) -> None:
         super().__init__(timing)
         self._store = store
         self.url = url
+        self.endpoint = endpoint
+        """The endpoint requests go to, when one was given (else the provider's own)."""
         self.profile = profile
         """The S3 flavour (None for Azure): how it lists, and how often one key may be written."""
         self._sorted_listing = profile is None or profile.sorted_listing
         if profile is not None:
             self.min_write_interval = profile.min_write_interval
+
+    def _settled(self, call: Awaitable[T]) -> Awaitable[T]:
+        """obstore's ``call``, recorded until answered, so that no answer comes while the interpreter
+        tears down (see ``_inflight``); obstore gives up on it after the client timeouts."""
+        return settled(call, self.timing.request_timeout + min(2.0, self.timing.request_timeout) + 1.0)
 
     # -- error mapping -----------------------------------------------------------------------------
     def _translate(self, exc: BaseException, key: str | None, *, write: bool = False) -> JobspaceError:
@@ -112,6 +126,9 @@ class ObstoreJobspace(Jobspace):
             # Throttling (429, 503 SlowDown) refuses a request before anything is written: not ambiguous.
             throttled = status == 429 or "slowdown" in low
             cls = AmbiguousWrite if write and not never_sent and not throttled else TransientError
+            if never_sent or "error sending request" in low or "dns error" in low:
+                where = self.endpoint or "the provider's endpoint"
+                return cls(f"{self.url}: {where} is unreachable; check the endpoint and the network ({text})", key=key)
             return cls(f"{self.url}: {text}", key=key)
         return JobspaceError(f"{self.url}: {text}", key=key)
 
@@ -121,15 +138,15 @@ class ObstoreJobspace(Jobspace):
     # -- raw operations ----------------------------------------------------------------------------
     async def _get(self, key: str) -> tuple[bytes, str]:
         try:
-            result = await obstore.get_async(self._store, key)
-            data = await result.bytes_async()
+            result = await self._settled(obstore.get_async(self._store, key))
+            data = await self._settled(result.bytes_async())
         except Exception as exc:  # noqa: BLE001 - every obstore failure is translated
             raise self._translate(exc, key) from None
         return bytes(data), self._etag_of(result.meta)
 
     async def _head(self, key: str) -> ObjectMeta:
         try:
-            meta = await obstore.head_async(self._store, key)
+            meta = await self._settled(obstore.head_async(self._store, key))
         except Exception as exc:  # noqa: BLE001
             raise self._translate(exc, key) from None
         return ObjectMeta(key, self._etag_of(meta), meta["size"], meta["last_modified"].timestamp())
@@ -143,7 +160,7 @@ class ObstoreJobspace(Jobspace):
         else:
             mode = "overwrite"
         try:
-            result = await obstore.put_async(self._store, key, data, mode=mode)
+            result = await self._settled(obstore.put_async(self._store, key, data, mode=mode))
         except obx.AlreadyExistsError as exc:
             # obstore calls every 409 AlreadyExists. S3's 409 ConditionalRequestConflict (a conditional
             # operation raced ours; nothing was written) is to be retried, whatever the mode: a retried CAS
@@ -164,14 +181,14 @@ class ObstoreJobspace(Jobspace):
 
     async def _exists_raw(self, key: str) -> bool:
         try:
-            await obstore.head_async(self._store, key)
+            await self._settled(obstore.head_async(self._store, key))
         except Exception:  # noqa: BLE001
             return False
         return True
 
     async def _delete(self, key: str) -> None:
         try:
-            await obstore.delete_async(self._store, key)
+            await self._settled(obstore.delete_async(self._store, key))
         except (FileNotFoundError, obx.NotFoundError):
             return
         except Exception as exc:  # noqa: BLE001
@@ -193,7 +210,11 @@ class ObstoreJobspace(Jobspace):
                           start_after: str | None) -> AsyncIterator[ObjectMeta]:
         try:
             stream = obstore.list(self._store, folder or None, offset=offset, chunk_size=1000)
-            async for batch in stream:
+            while True:
+                try:
+                    batch = await self._settled(stream.__anext__())
+                except StopAsyncIteration:
+                    break
                 for meta in batch:
                     path = meta["path"]
                     # Some servers ignore the offset (Azurite ignores Azure's startFrom): filter here too.
@@ -238,11 +259,15 @@ def open_obstore(url: str, timing: Timing, options: dict[str, str]) -> ObstoreJo
     if not bucket:
         raise InvalidURL(f"{url}: no bucket named; use {parts.scheme}://BUCKET[/PREFIX]")
     clean = f"{parts.scheme}://{bucket}" + (f"/{prefix}" if prefix else "")
+
+    def checked(endpoint: str | None) -> str | None:
+        return checked_endpoint(clean, endpoint)
+
     store: S3Store | AzureStore
     try:
         if parts.scheme in ("s3", "s3a"):
-            endpoint = query.pop("endpoint", None) or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
-                "AWS_ENDPOINT_URL"
+            endpoint = checked(
+                query.pop("endpoint", None) or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
             )
             profile, endpoint, settings = s3_profile(bucket, query, endpoint)
             config: Any = {}
@@ -261,9 +286,9 @@ def open_obstore(url: str, timing: Timing, options: dict[str, str]) -> ObstoreJo
                 bucket, prefix=prefix, config=config, client_options=_client_options(timing, endpoint),
                 retry_config=_NO_RETRY,
             )
-            return ObstoreJobspace(store, clean, timing=timing, profile=profile)
+            return ObstoreJobspace(store, clean, timing=timing, profile=profile, endpoint=endpoint)
         if parts.scheme in ("az", "azure", "abfs"):
-            endpoint = query.pop("endpoint", None)
+            endpoint = checked(query.pop("endpoint", None))
             aconfig: Any = dict(query)
             if endpoint:
                 aconfig["endpoint"] = endpoint
@@ -273,7 +298,7 @@ def open_obstore(url: str, timing: Timing, options: dict[str, str]) -> ObstoreJo
                 bucket, prefix=prefix, config=aconfig, client_options=_client_options(timing, endpoint),
                 retry_config=_NO_RETRY,
             )
-            return ObstoreJobspace(store, clean, timing=timing)
+            return ObstoreJobspace(store, clean, timing=timing, endpoint=endpoint)
     except obx.BaseError as exc:
-        raise InvalidURL(f"{clean}: {_first_line(exc)}") from None
+        raise InvalidURL(f"{clean}: {_first_line(exc)} (the URL options: docs/stores.md)") from None
     raise InvalidURL(f"{url}: unknown scheme {parts.scheme!r}")

@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from ._base import Jobspace, ObjectMeta
+from ._inflight import CountingLoop
 
 T = TypeVar("T")
 _loop: asyncio.AbstractEventLoop | None = None
@@ -23,7 +24,7 @@ def background_loop() -> asyncio.AbstractEventLoop:
     global _loop
     with _loop_lock:
         if _loop is None or _loop.is_closed():
-            loop = asyncio.new_event_loop()
+            loop = CountingLoop()  # at exit, waited for until no obstore thread is inside it (see _inflight)
             threading.Thread(target=loop.run_forever, name="qubits-io", daemon=True).start()
             _loop = loop
         return _loop

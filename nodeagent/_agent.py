@@ -33,12 +33,13 @@ from qubits._records import AttemptEnd, LeaseState, NodeInfo, Outcome, TaskSpec
 from qubits._scan import ReadyEntry, ReadyIndex
 from qubits._specs import Specs
 from qubits._version import __version__
-from qubits.errors import CorruptObject, NewerFormat, NotFoundError, QubitsError, TamperedJob
+from qubits.errors import CorruptObject, NewerFormat, NotFoundError, TamperedJob
 
 from ._control import Control
 from ._execute import Executor
 from ._leases import scan_leases
 from ._metrics import Histogram
+from ._schedule import Scheduler
 
 log = logging.getLogger("qubits.agent")
 
@@ -76,9 +77,11 @@ class Agent:
         self.ready = ReadyIndex(js)
         self.control = Control(config.cache_dir / "agents", config.name)
         self.executor = Executor(self, config.cache_dir)
+        self.scheduler = Scheduler(js, config.name)
         self.running: dict[str, tuple[Claim, asyncio.Task[None]]] = {}
         self.used: dict[str, float] = {}
         self.draining = False
+        self.stop_now = False
         self._wake_etag: str | None = None
         self._kick = asyncio.Event()
         self.skip: set[tuple[str, str]] = set()
@@ -138,7 +141,7 @@ class Agent:
         if self.config.max_idle_poll:
             high = self.config.max_idle_poll
         interval = low
-        next_presence = time.monotonic() + PRESENCE_INTERVAL
+        next_presence, next_tick = time.monotonic() + PRESENCE_INTERVAL, 0.0
         next_scan = time.monotonic() + random.uniform(0, self.config.ttl)
         next_forced_poll = 0.0
         drain_deadline: float | None = None
@@ -152,7 +155,7 @@ class Agent:
                         await self._presence()
                     if not self.running:
                         break
-                    if now >= drain_deadline:
+                    if now >= drain_deadline or self.stop_now:
                         await self._release_all()
                         break
                 if self.control.tick():
@@ -194,6 +197,8 @@ class Agent:
                     if now >= next_presence:
                         await self._presence()
                         next_presence = now + (PRESENCE_INTERVAL if self.running else PRESENCE_INTERVAL * 8)
+                    if now >= next_tick and not self.draining:
+                        next_tick = now + await self.scheduler.run()  # periodic submissions (qubits schedule)
                 except jobspaces.TransientError as exc:
                     # The store is out of reach for now (network, 5xx, throttling). Running tasks fence
                     # themselves if it lasts; the agent backs off and tries again rather than exiting.
@@ -212,7 +217,7 @@ class Agent:
                 if found and self.free_slots() > 0:
                     continue
                 self._kick.clear()
-                wait = interval if not self.draining else 0.2
+                wait = min(interval, max(0.05, next_tick - now)) if not self.draining else 0.2
                 if self._leases_seen:
                     # Wake for the lease scan: an idle backoff (5 s on object stores) must not delay a
                     # takeover past ttl + one scan interval (bench: 8 s after kill -9 at ttl 2 on moto).
@@ -230,9 +235,10 @@ class Agent:
         return 0
 
     def drain(self) -> None:
-        """Stop claiming; running tasks finish within stop_timeout or are released."""
+        """Stop claiming; running tasks finish within stop_timeout or are released (at once on a second signal)."""
         if not self.draining:
             log.info("drain", extra={"action": "drain", "node": self.config.name})
+        self.stop_now = self.draining
         self.draining = True
         self._kick.set()
 
@@ -487,13 +493,3 @@ class Agent:
                 await self.proto.on_decided(job, task, Outcome.FAILED.value)
             if ready_key:
                 await self.js.delete(ready_key)
-
-
-def refuse_root(allow_root: bool) -> None:
-    """Agents do not run as root unless told to (--allow-root)."""
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and not allow_root:
-        raise QubitsError(
-            "refusing to run tasks as root: run the agent as an unprivileged user, or pass --allow-root "
-            "(env QUBITS_ALLOW_ROOT=1) if you mean it"
-        )
-

@@ -21,6 +21,8 @@ import signal
 import time
 from pathlib import Path
 
+from qubits.errors import UsageError
+
 DEFAULT_BUSY_WATCH = ("/dev/pts/[0-9]*", "/dev/tty[0-9]*")
 """Where interactive use shows: terminals' access times change when someone types."""
 
@@ -142,3 +144,13 @@ def parse_duration(text: str) -> float:
         raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 15m, 1h30m, 2d)")
     scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     return sum(float(n) * scale[u] for n, u in parts)
+
+
+def refuse_root(allow_root: bool) -> None:
+    """Agents do not run as root unless told to (--allow-root): a usage error (exit 2), like a missing flag."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and not allow_root:
+        raise UsageError(
+            "refusing to run tasks as root: run the agent as an unprivileged user, or pass --allow-root "
+            "(env QUBITS_ALLOW_ROOT=1) if you mean it"
+        )
+

@@ -112,6 +112,8 @@ class Executor:
         raise ValueError(f"unknown task kind {spec.kind!r}")
 
     async def run(self, claim: Claim) -> AttemptEnd:
+        if claim.spec.kind == "after":  # a gate on another job: no process (see qubits._after)
+            return await self.dag.gate(claim)
         agent = self.agent
         others = [d for d in claim.spec.deps if d.startswith(XREF)]
         if others:  # tasks of other jobs: run once they succeeded (parked until then)
@@ -215,6 +217,8 @@ class Executor:
             return AttemptEnd(None, "lease lost")
         if why == "cancelled":
             return AttemptEnd(Outcome.CANCELLED, "the job was cancelled", code, final=True)
+        if why == "task-cancelled":
+            return AttemptEnd(Outcome.CANCELLED, "the task was cancelled", code, final=True)
         if why == "interrupted":
             return AttemptEnd(Outcome.FAILED, "the agent was stopped", code, interrupted=True)
         if why == "timeout":

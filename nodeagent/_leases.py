@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 async def supervise(agent: Agent, claim: Claim, waiter: asyncio.Future[int]) -> str:
     """Keep ``claim`` alive until ``waiter`` finishes; return why supervision ended:
-    'exited', 'timeout', 'cancelled', 'lost', or 'drained'."""
+    'exited', 'timeout', 'cancelled' (the job), 'task-cancelled' (this task alone), 'lost', or 'drained'."""
     ttl = claim.lease.ttl
     renew_every = max(0.25, ttl * RENEW_FRACTION)
     next_renew = time.monotonic() + renew_every
@@ -76,10 +76,14 @@ async def supervise(agent: Agent, claim: Claim, waiter: asyncio.Future[int]) -> 
         if now >= next_cancel:
             next_cancel = now + CANCEL_CHECK
             with contextlib.suppress(jobspaces.JobspaceError, TimeoutError):
-                if await asyncio.wait_for(
-                    agent.is_cancelled(claim.job, max_age=0), max(0.01, claim.expires_in() - fence)
-                ):
+                job_cancelled, task_cancelled = await asyncio.wait_for(
+                    asyncio.gather(agent.is_cancelled(claim.job, max_age=0), agent.js.exists(layout.task_cancel(claim.job, claim.task))),
+                    max(0.01, claim.expires_in() - fence),
+                )
+                if job_cancelled:
                     return "cancelled"
+                if task_cancelled:
+                    return "task-cancelled"
 
 
 class LeaseScan(NamedTuple):

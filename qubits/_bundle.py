@@ -13,8 +13,15 @@ import tarfile
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import jobspaces
+
+from . import _layout as layout
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from ._client import Client
 
 DEFAULT_IGNORES = [".git", ".qubits", "__pycache__", "*.pyc", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".ruff_cache", "*.egg-info"]
 
@@ -85,6 +92,18 @@ def pack(root: Path, ignores: Iterable[str] = ()) -> tuple[bytes, str]:
             tar.addfile(info, io.BytesIO(data))
     raw = buf.getvalue()
     return raw, hashlib.sha256(raw).hexdigest()
+
+
+def upload_code(client: Client, root: Path, ignores: Iterable[str] = ()) -> str:
+    """Pack ``root`` (minus ignores and .gitignore) and upload it once, by digest; the digest."""
+    data, digest = pack(root, ignores)
+    key = layout.code_bundle(digest)
+    if not jobspaces.run_sync(client.aio.exists(key)):
+        try:
+            jobspaces.run_sync(client.aio.put(key, data, if_absent=True))
+        except jobspaces.PreconditionFailed:
+            pass  # uploaded by someone else meanwhile: same bytes
+    return digest
 
 
 def check_members(tar: tarfile.TarFile) -> None:

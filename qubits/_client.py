@@ -6,10 +6,12 @@ code that runs inside an event loop.
 
 from __future__ import annotations
 
-import json
+import itertools
+import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jobspaces
@@ -17,9 +19,12 @@ from jobspaces import Jobspace, run_sync
 
 from . import _kinds as kinds
 from . import _layout as layout
-from ._ids import new_job_id, submitter, task_id
+from ._after import After, parse_after
+from ._array import parse_array
+from ._bundle import upload_code
+from ._ids import new_job_id, task_id
+from ._local import LocalCluster
 from ._logs import BOTH, STREAMS, flushes, header, in_order, read_attempt, render, wanted_keys
-from ._protocol import Claim, LeaseLost, Protocol
 from ._records import Done, JobSpec, Lease, LeaseState, NodeInfo, Outcome, TaskSpec
 from ._specs import Specs
 from ._status import JOB_STATES, TASK_STATES, from_done, from_lease, parse_states
@@ -29,6 +34,7 @@ from .errors import CorruptObject, NotFoundError, UsageError, WaitTimeout
 
 if TYPE_CHECKING:
     from ._events import TaskEvent
+    from ._schedule import Schedule
 
 
 class Client:
@@ -54,42 +60,58 @@ class Client:
         env: dict[str, str] | None = None,
         delay: float = 0.0,
         image: str | None = None,
+        array: str | Iterable[int] | None = None,
+        after: str | Job | None = None,
+        code: str | os.PathLike[str] | None = None,
     ) -> Job:
         """Submit one task per shell command line (blank lines and # comments skipped), like a job array.
 
         ``delay``: no task starts before this many seconds from now (a scheduling hint: agents compare
         it with their own wall clocks). ``image``: each command runs inside this container image, on
-        agents with a container runtime (they offer the capability ``container``)."""
+        agents with a container runtime (they offer the capability ``container``). ``array`` (SLURM's syntax, ``"1-100"``, ``"1,3,5"``, ``"0-99:2"``,
+        or integers): each command runs once per index, with ``QUBITS_ARRAY_INDEX`` set. ``after``
+        (``"JOB"``, ``"JOB:ok"``, ``"JOB:any"`` or a Job): no task is ready before that job finished
+        (``ok``: every task succeeded, else these end upstream-failed; ``any``: in any way).
+        ``code``: a folder (``"."``) shipped to the nodes as the job's code bundle (minus .gitignore'd
+        files; uploaded once by content); the commands run in it. Without it they run in an empty
+        folder of their own. A UsageError, with nothing written, when there is no command."""
         not_before = time.time() + delay if delay else 0.0
         if image:
             requires = sorted({*requires, "container"})
+        indices: list[int | None] = list(parse_array(array)) if array is not None else [None]
+        gate = self._after(after) if after is not None else None
+        lines = (ln.strip() for ln in commands)
+        lines = (ln for ln in lines if ln and not ln.startswith("#"))
+        first = next(lines, None)
+        if first is None:
+            raise UsageError("no commands to submit (blank lines and # comments are skipped)")
+
+        specs = command_specs(itertools.chain([first], lines), requires=requires, resources=resources,
+                              max_attempts=max_attempts, timeout=timeout, priority=priority, env=env,
+                              not_before=not_before, image=image, indices=indices,
+                              deps=[gate.gate] if gate is not None else ())
 
         def tasks() -> Iterator[TaskSpec]:
-            n = 0
-            for line in commands:
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                n += 1
-                extra: dict[str, Any] = {}
-                if max_attempts is not None:
-                    extra["max_attempts"] = max_attempts
-                yield TaskSpec(
-                    id=f"t{n:06d}",
-                    kind="shell",
-                    command=line,
-                    requires=sorted(requires),
-                    resources=dict(resources or {}),
-                    timeout=timeout,
-                    priority=priority,
-                    env=dict(env or {}),
-                    name=line[:200],
-                    not_before=not_before,
-                    image=image or None,
-                    **extra,
-                )
+            if gate is not None:
+                yield TaskSpec(id=gate.gate, kind="after", payload={"job": gate.job, "mode": gate.mode}, max_attempts=1,
+                               name=f"after {gate.job}:{gate.mode}", priority=priority)
+            yield from specs
 
-        return self.submit(tasks(), kind="commands", name=name)
+        config: dict[str, Any] = {"after": {"job": gate.job, "mode": gate.mode}} if gate is not None else {}
+        digest = self._upload_code(code) if code is not None else None
+        return self.submit(tasks(), kind="commands", name=name, code=digest, config=config, dag=gate is not None)
+
+    def _upload_code(self, code: str | os.PathLike[str]) -> str:
+        root = Path(code).resolve()
+        if not root.is_dir():
+            raise UsageError(f"code={os.fspath(code)!r} is not a folder: name the folder whose files the commands need")
+        return upload_code(self, root)
+
+    def _after(self, after: str | Job) -> After:
+        """The job to wait for, which must exist (NotFoundError, exit 4, otherwise)."""
+        parsed = After(after.id) if isinstance(after, Job) else parse_after(after)
+        self.job(parsed.job)
+        return parsed
 
     def submit(
         self,
@@ -112,6 +134,30 @@ class Client:
         submit_targets = kinds.submitter("target")  # the Qfile front end's, found by kind: no import up
         job: Job = submit_targets(targets, project=project, profile=profile, force=force, client=self)
         return job
+
+    # -- periodic submission ------------------------------------------------------------------------------
+    def schedule(self, name: str, commands: Iterable[str], *, cron: str | None = None, every: str | float | None = None,
+                 job_name: str = "", max_attempts: int | None = None, replace: bool = False) -> Schedule:
+        """Submit ``commands`` as a job at every tick of ``cron`` (5 fields, or 6 with seconds first) or
+        ``every`` (seconds, or '2s', '5m' …): fired by any agent of the jobspace, once per tick."""
+        from ._schedule import add_schedule, make_schedule
+
+        schedule = make_schedule(name, list(commands), cron=cron, every=every, job_name=job_name, max_attempts=max_attempts)
+        run_sync(add_schedule(self.aio, schedule, replace=replace))
+        return schedule
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule of the jobspace."""
+        from ._schedule import list_schedules
+
+        return run_sync(list_schedules(self.aio))
+
+    def unschedule(self, name: str) -> None:
+        """Remove a schedule (no tick fires after this); NotFoundError if there is none."""
+        from ._schedule import remove_schedule
+
+        if not run_sync(remove_schedule(self.aio, name)):
+            raise NotFoundError(f"no schedule {name!r} in {self.url}")
 
     # -- finding jobs -----------------------------------------------------------------------------------
     def job(self, job_id: str) -> Job:
@@ -193,8 +239,68 @@ class Client:
         self.close()
 
 
-def connect(jobspace: str | Jobspace) -> Client:
-    """Open a jobspace: a path, file://, memory://, s3://bucket/prefix?endpoint=…, gs://, az://."""
+def command_specs(
+    commands: Iterable[str],
+    *,
+    requires: Iterable[str] = (),
+    resources: dict[str, float] | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+    priority: int = 0,
+    env: dict[str, str] | None = None,
+    not_before: float = 0.0,
+    image: str | None = None,
+    indices: Sequence[int | None] = (None,),
+    deps: Sequence[str] = (),
+) -> Iterator[TaskSpec]:
+    """One shell task per command line (blank lines and # comments skipped) and array index (``None``: no
+    array; else ``QUBITS_ARRAY_INDEX`` is set), ids t000001, t000002 …"""
+    extra: dict[str, Any] = {} if max_attempts is None else {"max_attempts": max_attempts}
+    n = 0
+    for line in commands:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        for index in indices:
+            n += 1
+            task_env = dict(env or {})
+            if index is not None:
+                task_env["QUBITS_ARRAY_INDEX"] = str(index)
+            yield TaskSpec(
+                id=f"t{n:06d}",
+                kind="shell",
+                command=line,
+                deps=list(deps),
+                requires=sorted(requires),
+                resources=dict(resources or {}),
+                timeout=timeout,
+                priority=priority,
+                env=task_env,
+                name=line[:200] if index is None else f"{line[:190]} [{index}]",
+                not_before=not_before,
+                image=image or None,
+                **extra,
+            )
+
+
+def connect(jobspace: str | os.PathLike[str] | Jobspace | LocalCluster | None = None) -> Client:
+    """Open a jobspace: a path, file://, memory://, s3://bucket/prefix?endpoint=…, gs://, az://.
+
+    With no argument, the default ``map`` uses too: ``$QUBITS_JOBSPACE`` if set, else the local default
+    (a folder and agents started on this machine, stopped when the process exits). A ``LocalCluster`` is
+    started and its jobspace opened. Anything else is a ``UsageError`` here, not a failure at submit."""
+    if jobspace is None:
+        from ._local import default_cluster
+
+        jobspace = os.environ.get("QUBITS_JOBSPACE") or default_cluster().url
+    if isinstance(jobspace, LocalCluster):
+        jobspace = jobspace.start().url
+    if isinstance(jobspace, os.PathLike):
+        jobspace = os.fspath(jobspace)
+    if not isinstance(jobspace, (str, Jobspace)):
+        raise UsageError(
+            f"connect() takes a jobspace URL, a path, a Jobspace or a LocalCluster, not {type(jobspace).__name__}"
+        )
     return Client(jobspace)
 
 
@@ -379,19 +485,49 @@ class Job:
             return 1
         return max(attempts)
 
-    def cancel(self) -> int:
-        """Cancel the job: running tasks are stopped by their agents; every task not yet decided is
-        decided as cancelled. Returns how many tasks this call decided."""
-        return run_sync(_cancel(self.client, self.id))
+    def cancel(self, task: str | Iterable[str] | None = None) -> int:
+        """Cancel the job, or only ``task`` (an id or name, or several): running tasks are stopped by
+        their agents; every task not yet decided is decided as cancelled; the job's other tasks go on when
+        ``task`` is given. Returns how many tasks this call decided; for ``task``, how many of those named
+        are cancelled now (waiting up to CANCEL_WAIT seconds for the agents that hold them)."""
+        from ._cancel import cancel_job, cancel_tasks
+
+        if task is None:
+            return run_sync(cancel_job(self.client, self.id))
+        names = [task] if isinstance(task, str) else list(task)
+        tids = [self._task_id(name) for name in names]
+        ended = run_sync(cancel_tasks(self.client, self.id, tids))
+        return sum(1 for done in ended.values() if done is not None and done.outcome == Outcome.CANCELLED.value)
+
+    def remove(self, *, force: bool = False) -> int:
+        """Delete the job and every object it wrote (specs, leases, done records, logs, outputs); returns
+        how many objects. A job still running is refused (UsageError) unless ``force``: then it is
+        cancelled first, and deleted once every task is decided (WaitTimeout if that takes over CANCEL_WAIT)."""
+        from ._defaults import CANCEL_WAIT
+        from ._gc import remove_job
+
+        status = self.status(rows=0)
+        if not status.finished:
+            if not force:
+                raise UsageError(f"job {self.id} is running ({status.summary()}): cancel it first, or force (--force)")
+            self.cancel()
+            self.wait(timeout=CANCEL_WAIT)
+        removed = run_sync(remove_job(self.client.aio, self.id))
+        self.client._done_cache = {k: v for k, v in self.client._done_cache.items() if k[0] != self.id}
+        return removed
 
     def retry(self, *, failed: bool = True) -> Job:
-        """Submit a new job with the tasks that did not succeed (and their dependents)."""
+        """Submit a new job with the tasks that did not succeed (and their dependents).
+
+        NotFoundError, and nothing submitted, when every task succeeded."""
         spec = self.spec()
         redo: dict[str, TaskSpec] = {}
         for tid, (_chunk, t) in self.tasks().items():
             done = self.client.done_record(self.id, tid)
             if done is None or done.outcome != Outcome.SUCCEEDED.value:
                 redo[tid] = t
+        if not redo:
+            raise NotFoundError(f"job {self.id} has no failed task: nothing to retry")
         tasks = [replace(t, deps=[d for d in t.deps if d in redo]) for t in redo.values()]
         config = {**spec.config, "retry_of": self.id}
         return self.client.submit(tasks, kind=spec.kind, name=spec.name, code=spec.code, config=config, dag=any(t.deps for t in tasks))
@@ -405,6 +541,23 @@ class Job:
             if done is not None:
                 out[tid] = done
         return out
+
+    def outputs(self, task: str) -> dict[str, bytes]:
+        """The files a decided task's winning attempt wrote to $QUBITS_OUTPUT, by path (empty while it
+        is not decided). With ``results()`` (outcome, exit code per task) and ``logs()``, all of what a
+        commands job produced; ``pull()`` writes it to a folder instead."""
+        tid = self._task_id(task)
+        done = self.client.done_record(self.id, tid)
+        if done is None or not done.attempt:
+            return {}
+        out = f"{layout.run_prefix(self.id, tid, done.attempt)}out/"
+        return {m.key[len(out):]: run_sync(self.client.aio.get(m.key))[0] for m in self.client.aio_list(out)}
+
+    def pull(self, dest: str, *, include: Iterable[str] = (), exclude: Iterable[str] = (), dry_run: bool = False) -> Any:
+        """Download every decided task's outputs and logs into ``dest/{job}/{task}/`` (a batch: its
+        archive into ``dest/namespace/batch/job/``), filtered by regexes; a ``PullReport``."""
+        pull = kinds.puller()  # the batch front end's, found by name: no import up
+        return pull(self.client, self.id, dest, include=include, exclude=exclude, dry_run=dry_run)
 
     def result_bytes(self, task: str) -> bytes | None:
         """The stored return value of a Python task, if it has one."""
@@ -430,34 +583,3 @@ def _name(tid: str) -> str:
         return task_name(tid)
     except (ValueError, UnicodeDecodeError):
         return tid
-
-
-async def _cancel(client: Client, job: str) -> int:
-    js = client.aio
-    await js.put(layout.cancel(job), json.dumps({"by": submitter(), "wall": time.time()}).encode())
-    proto = Protocol(js, f"client:{submitter()}", ttl=30.0)
-    decided = 0
-    for tid, (chunk, spec) in (await client.specs.all_tasks(job)).items():
-        if await js.exists(layout.done(job, tid)):
-            continue
-        key = layout.lease(job, tid)
-        try:
-            now = time.time()
-            fresh = Lease(job, tid, proto.holder, "cancel", 1, 30.0, chunk=chunk, started=now, wall=now)
-            etag = await js.put(key, fresh.to_json(), if_absent=True)
-            claim = Claim(job, tid, chunk, spec, fresh, etag)
-        except jobspaces.PreconditionFailed:
-            try:
-                data, etag = await js.get(key)
-            except jobspaces.NotFound:
-                continue
-            lease = Lease.from_json(data, key)
-            if lease.state in (LeaseState.HELD, LeaseState.COMMITTED):
-                continue  # its agent stops it; or it is decided already
-            claim = Claim(job, tid, chunk, spec, lease, etag)
-        try:
-            await proto.commit(claim, Outcome.CANCELLED, error="the job was cancelled")
-            decided += 1
-        except LeaseLost:
-            continue
-    return decided

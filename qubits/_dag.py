@@ -20,6 +20,7 @@ from typing import Any
 import jobspaces
 
 from . import _layout as layout
+from ._after import After, job_dep
 from ._ids import parse_xref, xref
 from ._protocol import Claim, LeaseLost, Protocol
 from ._records import AttemptEnd, Done, Lease, LeaseState, Outcome, TaskSpec
@@ -53,16 +54,53 @@ class Dag:
         self._outcomes[(job, task)] = done.outcome
         return done.outcome
 
+    async def job_outcome(self, after: After) -> str | None:
+        """How a job another waits for stands: 'succeeded' when it finished as ``after.mode`` asks,
+        'failed' when it cannot (under ``ok``, a task that did not succeed; or the job is gone), None
+        while it runs. Done records never change, so each is read once."""
+        try:
+            spec = await self.specs.job(after.job)
+        except NotFoundError:
+            return Outcome.FAILED.value
+        sealed = await self.specs.seal(after.job) is not None
+        decided = 0
+        async for meta in self.js.list(layout.done_prefix(after.job)):
+            decided += 1
+            if after.mode == "ok":
+                tid = meta.key.rsplit("/", 1)[1].removesuffix(".json")
+                if await self.outcome(after.job, tid) not in (None, Outcome.SUCCEEDED.value):
+                    return Outcome.FAILED.value
+        if not sealed:
+            return None
+        dynamic = len([m async for m in self.js.list(layout.dynamic_tasks_prefix(after.job))])
+        return Outcome.SUCCEEDED.value if decided >= spec.task_count + dynamic else None
+
+    async def gate(self, claim: Claim) -> AttemptEnd:
+        """Run the gate of a job submitted ``--after`` another (see ``qubits._after``)."""
+        after = After(str(claim.spec.payload["job"]), str(claim.spec.payload.get("mode", "ok")))
+        state = await self.job_outcome(after)
+        if state == Outcome.SUCCEEDED.value:
+            return AttemptEnd(Outcome.SUCCEEDED, None, 0)
+        if state is not None:
+            return AttemptEnd(Outcome.UPSTREAM_FAILED, f"dependency failed: job {after.job}", final=True)
+        await self.park(claim, [after.dep])
+        return AttemptEnd(None)
+
     async def deps_state(self, job: str, deps: list[str]) -> tuple[str, list[str]]:
         """('succeeded' | 'failed' | 'waiting', the deps not yet succeeded)."""
         pending, failed = [], []
         for dep in deps:
-            other = parse_xref(dep)
-            outcome = await self.outcome(*other) if other else await self.outcome(job, dep)
+            other_job, other_task = job_dep(dep), parse_xref(dep)
+            if other_job is not None:
+                outcome = await self.job_outcome(other_job)
+            elif other_task is not None:
+                outcome = await self.outcome(*other_task)
+            else:
+                outcome = await self.outcome(job, dep)
             if outcome is None:
                 pending.append(dep)
             elif outcome != Outcome.SUCCEEDED.value:
-                failed.append(dep)
+                failed.append(dep if other_job is None else f"job {other_job.job}")
         if failed:
             return "failed", failed
         return ("waiting", pending) if pending else ("succeeded", [])
@@ -196,7 +234,7 @@ class Dag:
     async def park(self, claim: Claim, deps: list[str]) -> bool:
         """Make ``claim``'s task wait for ``deps``: edges first, then the parked lease, then a re-check
         (so a dependency that finished in between cannot be missed). False if the lease was lost."""
-        await self.add_edges(claim.job, claim.task, deps)
+        await self.add_edges(claim.job, claim.task, [d for d in deps if job_dep(d) is None])
         parked = {
             "attempt": claim.lease.attempt,
             "holder": claim.lease.holder,

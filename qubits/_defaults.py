@@ -32,8 +32,14 @@ LOG_FLUSH = 2.0
 """Seconds between uploads of a running task's new output."""
 PRESENCE_INTERVAL = 15.0
 """Seconds between an agent's presence updates (nodes/{node}.json)."""
+
+NODE_LOST_AFTER = 6 * 60.0
+"""Seconds without a presence update after which an agent counts as lost, for every reader (idle
+agents report every 8 x PRESENCE_INTERVAL = two minutes, busy ones every 15 s)."""
 CANCEL_CHECK = 2.0
 """Seconds between checks of a running task's job for cancellation."""
+CANCEL_WAIT = 5 * CANCEL_CHECK
+"""Seconds cancelling one task (or ``rm --force``) waits for an agent running it to stop it and say so."""
 STOP_TIMEOUT = 60.0
 """Seconds a draining agent lets running tasks finish before it releases their leases."""
 WAKE_MIN_INTERVAL = 1.0
@@ -62,3 +68,19 @@ GRAPH_REFRESH = 2.0
 FAIR_SHARE_HALF_LIFE = 600.0
 """Seconds over which an agent's memory of who used its slots halves (fair share's tie-breaker, as in
 SLURM's decayed usage): between submitters running equally, the one that ran less lately goes first."""
+
+SCHEDULE_REFRESH = 30.0
+"""Seconds between an agent's readings of the schedules (one LIST of schedules/): a schedule added or
+removed takes effect within this."""
+SCHEDULE_GRACE = 60.0
+"""Seconds a schedule's tick may still be fired late (an agent busy or just started); older ticks are
+skipped, as cron skips the runs of a machine that was off."""
+SCHEDULE_KEEP = 86400.0
+"""Seconds a tick's create-only marker is kept: far longer than SCHEDULE_GRACE, so that no agent, even
+with its clock hours off, can create a tick's marker again once it was pruned."""
+
+DASHBOARD_PORT = 8265
+"""The port `qubits dashboard` listens on (Ray's dashboard port: people who know one find the other)."""
+DASHBOARD_INTERVAL = 2.0
+"""Seconds between two reads of the jobspace by the dashboard's one poller, shared by every open tab:
+live enough to watch tasks start and end, and a few hundred requests a minute at most."""

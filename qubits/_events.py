@@ -20,6 +20,7 @@ import jobspaces
 from jobspaces import run_sync
 
 from . import _layout as layout
+from ._defaults import NODE_LOST_AFTER
 from ._records import Done, Lease, LeaseState, NodeInfo
 from ._status import counted_attempts, waits
 
@@ -158,7 +159,7 @@ class JobEvents:
         events = []
         for info, age in self.client.nodes():
             state = "stopped" if info.stopped else "draining" if info.draining else "paused" if info.paused else "live"
-            if age > 6 * 60 and state != "stopped":
+            if age > NODE_LOST_AFTER and state != "stopped":
                 continue
             known = self._nodes.get(info.name)
             if known == state or (known is None and state == "stopped"):

@@ -338,13 +338,14 @@ def start_agent(node: Node, job: str, url: str, options: FleetOptions, wheels: _
         elif not have:
             raise NodeError("qubits is not installed on the node (and --install never)")
         workdir = probe["workdir"]
-        argv = ["-m", "qubits.cli", "--log-level", options.log_level, "agent", "--jobspace", url,
+        argv = ["-m", "qubits.cli", "--log-level", options.log_level, "agent",
                 "--slots", str(node.slots), "--ttl", f"{options.ttl:g}", "--exit-when-idle", f"{options.idle:g}",
                 "--stop-timeout", f"{options.stop_timeout:g}", "--name", out.agent, "--job", job, "--allow-root",
                 *options.extra_args]
         for cap in node.capabilities:
             argv += ["--capability", cap]
-        env = {**options.env, "QUBITS_CACHE": workdir}
+        # The jobspace's whole URL travels in the environment (in the helper's stdin), not in argv.
+        env = {**options.env, "QUBITS_CACHE": workdir, "QUBITS_JOBSPACE": url}
         answer = helper(node, {"action": "start", "argv": argv, "env": env, "cwd": workdir,
                                "log": f"{workdir}/fleet/{job}/{node.name}.log"})
         out.pid, out.start, out.log = int(answer["pid"]), answer.get("start"), answer["log"]
@@ -371,7 +372,7 @@ def start_fleet(
 ) -> list[Started]:
     """Start one agent per node in parallel; record each started one in the jobspace."""
     wheels = _WheelCache()
-    url = js.url
+    url = js.handoff()["QUBITS_JOBSPACE"]
 
     def one(node: Node) -> Started:
         started = start_agent(node, job, url, options, wheels)

@@ -14,7 +14,6 @@ import asyncio
 import concurrent.futures as cf
 import contextlib
 import functools
-import json
 import linecache
 import re
 import threading
@@ -27,9 +26,8 @@ import jobspaces
 from jobspaces import background_loop, run_sync
 
 from . import _layout as layout
-from ._ids import submitter
-from ._protocol import Claim, LeaseLost, Protocol
-from ._records import Done, Lease, LeaseState, Outcome, TaskSpec
+from ._cancel import cancel_task
+from ._records import Done, Outcome, TaskSpec
 from ._wire import loads
 from .errors import Cancelled, CorruptObject, TaskFailed, WaitTimeout
 
@@ -334,41 +332,6 @@ class Watcher:
         else:
             self.poke()
         return ok
-
-
-async def cancel_task(client: Any, job: str, chunk: str, spec: TaskSpec) -> bool:
-    """Decide one task cancelled unless an agent holds it; True if it ends cancelled."""
-    js = client.aio
-    tid = spec.id
-    try:
-        data, _ = await js.get(layout.done(job, tid))
-        return bool(json.loads(data).get("outcome") == Outcome.CANCELLED.value)
-    except jobspaces.NotFound:
-        pass
-    proto = Protocol(js, f"client:{submitter()}", ttl=30.0)
-    key = layout.lease(job, tid)
-    now = time.time()
-    fresh = Lease(job, tid, proto.holder, "cancel", 1, 30.0, chunk=chunk, started=now, wall=now)
-    try:
-        etag = await js.put(key, fresh.to_json(), if_absent=True)
-        claim = Claim(job, tid, chunk, spec, fresh, etag)
-    except jobspaces.PreconditionFailed:
-        try:
-            data, etag = await js.get(key)
-        except jobspaces.NotFound:
-            return False
-        lease = Lease.from_json(data, key)
-        if lease.state is not LeaseState.RELEASED:
-            return False  # running, parked, or decided: not ours to cancel
-        claim = Claim(job, tid, chunk, spec, lease, etag)
-    try:
-        # The committed lease stays as a tombstone: a stale ready entry cannot start the task.
-        await proto.commit(claim, Outcome.CANCELLED, error="cancelled by its submitter", linger=True)
-    except LeaseLost:
-        return False
-    with contextlib.suppress(jobspaces.JobspaceError):
-        await js.delete(layout.ready(job, chunk, tid, spec.priority))
-    return True
 
 
 # -- helpers over many futures ------------------------------------------------------------------------

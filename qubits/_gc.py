@@ -97,6 +97,39 @@ async def _made_by(js: Jobspace, job: str) -> list[str]:
     return out
 
 
+async def _remove(js: Jobspace, job: str, under: list[str], ready: list[str], *, dry_run: bool = False) -> int:
+    """Delete every object of ``job``, given its keys under ``jobs/{job}/`` and its ready entries; the
+    number of objects. Resumable: the gc mark is written first and the job spec deleted last."""
+    doomed = list(ready)
+    for prefix in (layout.done_prefix(job), f"runs/{job}/", layout.lease_prefix(job), f"quarantine/{job}/", f"fleet/{job}/"):
+        doomed += [m.key async for m in js.list(prefix)]
+    doomed += await _made_by(js, job)
+    last = [layout.job_spec(job), layout.gc_mark(job)]
+    doomed += [k for k in under if k not in last]
+    count = len(doomed) + sum(1 for k in under if k in last)
+    if not dry_run:
+        await js.put(layout.gc_mark(job), json.dumps({"wall": time.time()}).encode())
+        await _delete_all(js, doomed)
+        await js.delete(layout.job_spec(job))
+        await js.delete(layout.gc_mark(job))
+        log.info("removed job", extra={"action": "gc", "job": job, "count": count})
+    return count
+
+
+async def remove_job(js: Jobspace, job: str) -> int:
+    """Delete ``job`` and every object it wrote (specs, leases, done records, logs, outputs, ready entries,
+    fleet records); the number of objects. The caller makes sure it is not running."""
+    under = [m.key async for m in js.list(f"jobs/{job}/")]
+    ready = []
+    async for meta in js.list("ready/"):
+        try:
+            if layout.parse_ready(meta.key)[1] == job:
+                ready.append(meta.key)
+        except ValueError:
+            continue
+    return await _remove(js, job, under, ready)
+
+
 async def collect(js: Jobspace, older_than: float, *, dry_run: bool = False, now: float | None = None) -> GcReport:
     """Remove finished jobs whose last activity is more than ``older_than`` seconds ago."""
     now = time.time() if now is None else now
@@ -166,21 +199,8 @@ async def collect(js: Jobspace, older_than: float, *, dry_run: bool = False, now
                 ready[job].append(meta.key)
     for job in sorted(removed):
         verdict = verdicts[job]
-        doomed = list(ready[job])
-        for prefix in (layout.done_prefix(job), f"runs/{job}/", layout.lease_prefix(job), f"quarantine/{job}/", f"fleet/{job}/"):
-            doomed += [m.key async for m in js.list(prefix)]
-        doomed += await _made_by(js, job)
-        last = [layout.job_spec(job), layout.gc_mark(job)]
-        doomed += [m.key for m in under[job] if m.key not in last]
-        verdict.objects = len(doomed) + sum(1 for m in under[job] if m.key in last)
+        verdict.objects = await _remove(js, job, [m.key for m in under[job]], ready[job], dry_run=dry_run)
         report.objects += verdict.objects
-        if dry_run:
-            continue
-        await js.put(layout.gc_mark(job), json.dumps({"wall": now}).encode())
-        await _delete_all(js, doomed)
-        await js.delete(layout.job_spec(job))
-        await js.delete(layout.gc_mark(job))
-        log.info("removed job", extra={"action": "gc", "job": job, "count": verdict.objects})
     report.jobs = [verdicts[j] for j in sorted(verdicts)]
     # Code bundles that no kept job uses, and presence of agents gone since the cutoff.
     used = {str(s.get("code")) for j, s in specs.items() if j not in removed and s.get("code")}

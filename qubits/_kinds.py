@@ -59,13 +59,15 @@ class Kind:
     """An ``AfterCommit`` hook, for tasks of jobs of this kind."""
     submit: str = ""
     """The front end's submitter, for ``Client`` methods that hand a kind's work to it (Qfile targets)."""
+    pull: str = ""
+    """The front end's download of a job's results (a batch's archive; it serves every job)."""
 
 
 KINDS: dict[str, Kind] = {
     "python": Kind(runner="qubits._pytask:run_python", pooled=True),
     "map": Kind(runner="qubits._pytask:run_python", pooled=True),
     "target": Kind(runner="qubits.qfile._runner:run_target", submit="qubits.qfile:submit_targets"),
-    "batch": Kind(after_commit="qubits.batch._commit:after_commit"),
+    "batch": Kind(after_commit="qubits.batch._commit:after_commit", pull="qubits.batch:pull"),
 }
 """The kinds this release ships, by name (a task's ``kind``, or a job's for ``after_commit``)."""
 
@@ -112,6 +114,14 @@ def submitter(name: str) -> Any:
     if found is None or not found.submit:
         raise UsageError(f"no installed front end submits tasks of kind {name!r}: install the package that provides it")
     return load(found.submit)
+
+
+def puller() -> Any:
+    """``Job.pull``'s implementation: the batch front end's, which knows archives and plain jobs alike."""
+    found = get("batch")
+    if found is None or not found.pull:
+        raise UsageError("no installed front end pulls results: install qubits whole")
+    return load(found.pull)
 
 
 def pooled(name: str) -> bool:

@@ -5,6 +5,7 @@
     jobs/{job}/tasks/{chunk}.json          immutable task specs, TASKS_PER_CHUNK per chunk
     jobs/{job}/tasks/x/{task}.json         a task added while the job runs (dynamic dependencies)
     jobs/{job}/cancel                      exists = the job is cancelled
+    jobs/{job}/cancelled/{task}            exists = this task is cancelled (the job's others go on)
     jobs/{job}/waits/{dep}/{task}          task waits for dep (a dynamic dependency edge)
     jobs/{job}/released/{task}.{round}     create-only: who makes a waiting task ready (one writer)
     jobs/{job}/invalid/{task}              create-only: a done target whose output went missing (made again)
@@ -27,6 +28,8 @@
     targets/{identity}.json                a Qfile target made: the run whose outputs any job may reuse
     targets/last/{task}.json               the identity a target was last made with (for `make --why`)
     targets/jobs/{job}.json                the index entries of the targets one job made (read at once by planning)
+    schedules/{name}.json                  a periodic submission: cron or interval, and the commands it submits
+    ticks/{name}/{tick}                    create-only, one per tick of a schedule: its writer submits that tick's job
     code/{sha256}.tar.gz                   content-addressed code bundles
     data/{sha256}                          content-addressed dataset chunks and batch input files
     wake                                   rewritten on submit; idle agents watch its ETag
@@ -59,8 +62,16 @@ def dynamic_task(job: str, task: str) -> str:
     return f"jobs/{job}/tasks/x/{task}.json"
 
 
+def dynamic_tasks_prefix(job: str) -> str:
+    return f"jobs/{job}/tasks/x/"
+
+
 def cancel(job: str) -> str:
     return f"jobs/{job}/cancel"
+
+
+def task_cancel(job: str, task: str) -> str:
+    return f"jobs/{job}/cancelled/{task}"
 
 
 def wait_edge(job: str, dep: str, task: str) -> str:
@@ -69,6 +80,11 @@ def wait_edge(job: str, dep: str, task: str) -> str:
 
 def waits_prefix(job: str, dep: str) -> str:
     return f"jobs/{job}/waits/{dep}/"
+
+
+def all_waits(job: str) -> str:
+    """The prefix of every dependency edge of a job (keys ``{dep}/{task}`` below it)."""
+    return f"jobs/{job}/waits/"
 
 
 def invalid(job: str, task: str) -> str:
@@ -122,6 +138,11 @@ def run_prefix(job: str, task: str, attempt: int) -> str:
     return f"runs/{job}/{task}/{attempt}/"
 
 
+def task_runs(job: str, task: str) -> str:
+    """The prefix of every attempt's output of a task (``{attempt}/{stdout|stderr}/{n}`` below it)."""
+    return f"runs/{job}/{task}/"
+
+
 def log_part(job: str, task: str, attempt: int, stream: str, n: int) -> str:
     """Flush ``n`` of one stream (stdout or stderr) of an attempt's output."""
     return f"runs/{job}/{task}/{attempt}/{stream}/{n:06d}"
@@ -151,6 +172,21 @@ def gc_mark(job: str) -> str:
 def notified(job: str, event: str) -> str:
     """The create-only object that says who sends the notification of ``event`` ("batch", "job.{task}")."""
     return f"jobs/{job}/notified/{event}"
+
+
+def schedule(name: str) -> str:
+    return f"schedules/{name}.json"
+
+
+SCHEDULES = "schedules/"
+
+
+def tick(name: str, stamp: str) -> str:
+    return f"ticks/{name}/{stamp}"
+
+
+def ticks_prefix(name: str) -> str:
+    return f"ticks/{name}/"
 
 
 def node(name: str) -> str:

@@ -15,6 +15,7 @@ ttl, and die with this process (Linux: parent-death signal; elsewhere after ``ID
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import signal
@@ -28,6 +29,8 @@ from pathlib import Path
 
 from .errors import QubitsError
 
+LOCAL_STOP_TIMEOUT = 10.0
+"""Seconds local agents give running tasks when stopped (a second signal stops them at once)."""
 LOCAL_TTL = 5.0
 """Lease ttl of local agents: a crashed one's task is taken over within seconds."""
 IDLE_EXIT = 600.0
@@ -52,7 +55,9 @@ def _parent_death_signal() -> Callable[[], None] | None:
 
 
 class LocalAgents:
-    """Agents as subprocesses of this process: the fleet of ``qubits make`` and of a LocalCluster."""
+    """Agents as subprocesses of this process: the fleet of ``qubits make`` and of a LocalCluster.
+
+    ``url`` opens the jobspace, whole (``Jobspace.open_url``): it is handed on in ``QUBITS_JOBSPACE``."""
 
     def __init__(
         self,
@@ -70,13 +75,15 @@ class LocalAgents:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
         logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "QUBITS_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+        # The jobspace travels in the environment: its whole URL (an endpoint, and credentials if the URL
+        # carried them) reaches the agents, and nothing secret shows on a command line.
+        env = {**os.environ, "QUBITS_CACHE": str(cache), "PYTHONUNBUFFERED": "1", "QUBITS_JOBSPACE": url}
         preexec = _parent_death_signal()
         for i in range(count):
             # --allow-root: these agents run the caller's own code for the caller.
-            args = [sys.executable, "-m", "qubits.cli", "--log-level", "INFO", "agent", "--jobspace", url,
+            args = [sys.executable, "-m", "qubits.cli", "--log-level", "INFO", "agent",
                     "--slots", str(slots), "--ttl", str(ttl), "--exit-when-idle", str(idle_exit),
-                    "--stop-timeout", "10", "--allow-root", "--name", f"{stem}-{i + 1}"]
+                    "--stop-timeout", f"{LOCAL_STOP_TIMEOUT:g}", "--allow-root", "--name", f"{stem}-{i + 1}"]
             for cap in capabilities:
                 args += ["--capability", cap]
             path = logs / f"agent-{i + 1}.log"
@@ -89,19 +96,61 @@ class LocalAgents:
         """Agents still running."""
         return sum(1 for p in self.procs if p.poll() is None)
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the agents (they finish or release their tasks), SIGKILL stragglers."""
+    def stop(self, timeout: float = LOCAL_STOP_TIMEOUT + 5) -> None:
+        """SIGTERM the agents (they finish or release their tasks), SIGKILL stragglers. A KeyboardInterrupt
+        meanwhile (a second Ctrl-C) stops everything now (``stop_now``) and is raised again."""
+        self._signal(signal.SIGTERM)
+        try:
+            self._wait(timeout)
+        except KeyboardInterrupt:
+            self.stop_now()
+            raise
+        self.procs.clear()
+
+    def stop_now(self, grace: float = 2.0) -> None:
+        """Stop the agents and every process they started within about ``grace`` seconds: a second SIGTERM
+        makes an agent stop its tasks' process groups and release their leases at once; whatever still
+        runs after ``grace`` is SIGKILLed, process groups of the tasks' children included."""
+        self._signal(signal.SIGTERM)
+        with contextlib.suppress(KeyboardInterrupt):
+            self._wait(grace, kill=False)
         for p in self.procs:
             if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+                for pid in _descendants(p.pid):
+                    with contextlib.suppress(OSError):
+                        os.killpg(os.getpgid(pid), signal.SIGKILL)
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                p.kill()
+        self._wait(5.0)
+        self.procs.clear()
+
+    def _signal(self, sig: int) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(sig)
+
+    def _wait(self, timeout: float, *, kill: bool = True) -> None:
         deadline = time.monotonic() + timeout
         for p in self.procs:
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-        self.procs.clear()
+                if kill:
+                    p.kill()
+                    p.wait(5)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc; empty elsewhere)."""
+    out: list[int] = []
+    try:
+        children = [int(c) for t in os.listdir(f"/proc/{pid}/task") for c in open(f"/proc/{pid}/task/{t}/children").read().split()]
+    except OSError:
+        return out
+    for child in children:
+        out += [child, *_descendants(child)]
+    return out
 
 
 class LocalCluster:

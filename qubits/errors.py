@@ -5,9 +5,9 @@
     │   ├── QfileError        the Qfile failed to load (file and line in the message)
     │   └── CycleError        the dependency graph has a cycle (the cycle in the message)
     ├── NotFoundError         no such job or task
-    ├── WaitTimeout           waiting for a job or result took too long
+    ├── WaitTimeout           waiting for a job or result took too long (also a TimeoutError)
     ├── TaskFailed            a task ended failed (its error and remote traceback attached)
-    ├── Cancelled             the job or future was cancelled
+    ├── Cancelled             the job or future was cancelled (also a concurrent.futures.CancelledError)
     ├── CorruptObject         an object in the jobspace cannot be read (quarantined, reported)
     │   └── NewerFormat       an object written by a newer qubits (upgrade this machine)
     ├── TamperedJob           a job's signature is missing or wrong (QUBITS_SECRET is set)
@@ -15,6 +15,8 @@
 """
 
 from __future__ import annotations
+
+import concurrent.futures
 
 
 class QubitsError(Exception):
@@ -40,7 +42,8 @@ class NotFoundError(QubitsError):
     """No such job or task in this jobspace."""
 
 
-class WaitTimeout(QubitsError):
+# Also a TimeoutError, so `except TimeoutError` catches it as it catches concurrent.futures' own.
+class WaitTimeout(QubitsError, TimeoutError):
     """Timed out waiting."""
 
 
@@ -52,7 +55,9 @@ class TaskFailed(QubitsError):
         self.remote_traceback = remote_traceback
 
 
-class Cancelled(QubitsError):
+# Also a concurrent.futures.CancelledError, as a cancelled standard-library future raises. Not asyncio's
+# own: that is a BaseException, which asyncio reads as "cancel the task that awaited it".
+class Cancelled(QubitsError, concurrent.futures.CancelledError):
     """Cancelled."""
 
 

@@ -99,6 +99,15 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
+def alive_pid(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def _descendants(pid: int) -> list[int]:
     out: list[int] = []
     try:

@@ -16,6 +16,7 @@ import pytest
 
 from jobspaces import MemoryJobspace
 from tests.servers import AzuriteServer, FakeGcsServer, MotoServer, SeaweedServer, ServerProcess, ServerUnavailable
+from tests.tools import tool_missing
 
 _DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 _UNSET_AWS = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
@@ -57,7 +58,7 @@ def _start(server: ServerProcess) -> ServerProcess:
     try:
         return server.start()
     except ServerUnavailable as exc:
-        pytest.skip(f"{server.name} unavailable: {exc}")
+        tool_missing(f"{server.name} unavailable: {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -127,10 +127,10 @@ def safe_target(dest: Path, rel: str) -> Path:
     return root / rel
 
 
-def resolve_source(client: Client, source: str | None) -> tuple[str, JobSpec | None]:
+def resolve_source(client: Client, source: str | None) -> tuple[str | None, JobSpec | None]:
     """``namespace/batch`` or a job id (default: the last job) → (archive prefix, the job whose
     decided tasks to read directly when their archive is not written yet: the named job, or the
-    latest job of that batch)."""
+    latest job of that batch). A job that is not a batch has no archive: (None, its spec)."""
     if source and (path := source_of(source)) is not None:  # the batch file itself, as distribute pulls
         from ._load import load_batch
 
@@ -144,6 +144,8 @@ def resolve_source(client: Client, source: str | None) -> tuple[str, JobSpec | N
         return f"{ARCHIVE}{ns}/{batch}/", (latest[-1] if latest else None)
     job = client.last() if source in (None, "", "last") else client.job(source)
     spec = job.spec()
+    if spec.kind != "batch":
+        return None, spec
     cfg = batch_of(spec)
     return f"{ARCHIVE}{cfg['namespace']}/{cfg['batch']}/", spec
 
@@ -171,23 +173,12 @@ def entries(client: Client, prefix: str, spec: JobSpec | None = None) -> list[En
             name = str(t.payload.get("batch_job") or task)
             if manifests.get(name, {}).get("qubits_job") == spec.id:
                 continue  # archived from this job already
-            done = client.done_record(spec.id, task)
-            if done is None or not done.attempt:
+            attempt = attempt_entries(client, spec.id, task, f"{prefix}{name}/"[len(ARCHIVE):])
+            if attempt is None:
                 continue  # not decided (or never ran): whatever the archive holds stands
-            run = layout.run_prefix(spec.id, task, done.attempt)
-            streams: dict[str, list[jobspaces.ObjectMeta]] = {"stdout": [], "stderr": []}
-            direct = []
-            for meta in run_sync(js.list_all(run)):
-                kind, _, rest = meta.key[len(run):].partition("/")
-                if kind == "out" and rest:
-                    direct.append(meta)
-                elif kind in streams:
-                    streams[kind].append(meta)
             by_job[name] = []  # the archive's copy is missing or stale: replaced by the attempt's objects
             manifests.pop(name, None)
-            base = f"{prefix}{name}/"[len(ARCHIVE):]
-            direct_entries += [Entry(f"{base}out/{m.key[len(run) + 4:]}", [m.key], m.size) for m in direct]
-            direct_entries += [Entry(f"{base}{k}.log", [m.key for m in ms], sum(m.size for m in ms)) for k, ms in streams.items()]
+            direct_entries += attempt
     out: dict[str, Entry] = {}
     for name, metas in by_job.items():
         files = manifests.get(name, {}).get("files", {})
@@ -197,6 +188,38 @@ def entries(client: Client, prefix: str, spec: JobSpec | None = None) -> list[En
     for e in direct_entries:
         out[e.rel] = e
     return [out[k] for k in sorted(out)]
+
+
+def attempt_entries(client: Client, job: str, task: str, base: str) -> list[Entry] | None:
+    """The files of a decided task's winning attempt, under ``base``: out/… (what it wrote to
+    $QUBITS_OUTPUT), stdout.log and stderr.log; None while the task is not decided (or never ran)."""
+    done = client.done_record(job, task)
+    if done is None or not done.attempt:
+        return None
+    run = layout.run_prefix(job, task, done.attempt)
+    streams: dict[str, list[jobspaces.ObjectMeta]] = {"stdout": [], "stderr": []}
+    files = []
+    for meta in run_sync(client.aio.list_all(run)):
+        kind, _, rest = meta.key[len(run):].partition("/")
+        if kind == "out" and rest:
+            files.append(meta)
+        elif kind in streams:
+            streams[kind].append(meta)
+    out = [Entry(f"{base}out/{m.key[len(run) + 4:]}", [m.key], m.size) for m in files]
+    return out + [Entry(f"{base}{k}.log", [m.key for m in ms], sum(m.size for m in ms)) for k, ms in streams.items()]
+
+
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._()+,=@-]*")
+
+
+def job_entries(client: Client, spec: JobSpec) -> list[Entry]:
+    """Every decided task's files of any job (commands, Qfile, map …), under ``{job}/{task}/``: the task's
+    name where it makes a plain folder name (a Qfile target), else its id (a command line does not)."""
+    out: list[Entry] = []
+    for task, (_chunk, t) in sorted(run_sync(client.specs.all_tasks(spec.id)).items()):
+        folder = t.name if spec.kind == "qfile" and _SEGMENT.fullmatch(t.name or "") else task
+        out += attempt_entries(client, spec.id, task, f"{spec.id}/{folder}/") or []
+    return out
 
 
 def _sha256_file(path: Path) -> str:
@@ -211,7 +234,8 @@ def pull(
     client: Client, source: str | None, dest: str | os.PathLike[str], *,
     include: Iterable[str] = (), exclude: Iterable[str] = (), dry_run: bool = False,
 ) -> PullReport:
-    """Download a batch's archive into ``dest/namespace/batch/job/…``.
+    """Download a batch's archive into ``dest/namespace/batch/job/…``; or, for any other job, each
+    decided task's outputs and logs into ``dest/{job}/{task}/…`` (see ``job_entries``).
 
     ``include``/``exclude`` are regexes searched in the path ``namespace/batch/job/file``: with any
     include, a file must match one; a file matching any exclude is left out. Files already present with
@@ -225,7 +249,13 @@ def pull(
         raise UsageError(f"bad --include/--exclude regex: {err}") from None
     prefix, spec = resolve_source(client, source)
     root = Path(dest)
-    items = entries(client, prefix, spec)
+    if prefix is None:
+        assert spec is not None
+        items = job_entries(client, spec)
+        if not items:
+            raise NotFoundError(f"job {spec.id} has no decided task with outputs yet in {client.url}")
+    else:
+        items = entries(client, prefix, spec)
     if not items:
         raise NotFoundError(f"nothing archived under {prefix} in {client.url} (has a job of this batch finished?)")
     report = PullReport()

@@ -53,7 +53,10 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Map:
     out.line = node.start_mark.line + 1
     out.lines = {}
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
+        if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:bool":
+            key = key_node.value  # YAML 1.1 reads a bare `on:` (yes, off …) as a boolean: a key means its text
+        else:
+            key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if not isinstance(key, str):
             raise BatchFileError(f"{loader.name}:{line}: key {key!r} must be a string")

@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import EXIT_OK, EXIT_USAGE, add_jobspace_option, env_default
-from ._common import console, require_jobspace
+from qubits.errors import UsageError
+
+from . import EXIT_NOT_FOUND, EXIT_OK, add_jobspace_option, env_default
+from ._common import above, at_least, console, require_jobspace
 
 if TYPE_CHECKING:
     import jobspaces
@@ -28,9 +30,11 @@ Wants=network-online.target
 [Service]
 Type=simple
 User={user}
-# Credentials and QUBITS_JOBSPACE live here, not in the unit (chmod 600).
+# QUBITS_JOBSPACE and credentials live here, not in the unit (root's, mode 0600).
 EnvironmentFile={env_file}
-ExecStart={exe} agent --slots {slots}{caps} --ttl {ttl:g}
+Environment=QUBITS_CACHE=/var/cache/qubits
+CacheDirectory=qubits
+ExecStart={exe} agent --slots {slots}{caps} --ttl {ttl:g} --stop-timeout {stop_timeout:g}
 # Draining: SIGTERM stops claims; running tasks get the stop timeout, then their leases are released.
 KillSignal=SIGTERM
 KillMode=mixed
@@ -43,6 +47,14 @@ NoNewPrivileges=yes
 
 [Install]
 WantedBy=multi-user.target
+"""
+
+_ENV = """\
+# The environment of the qubits agent (systemd EnvironmentFile): install it owned by root, mode 0600.
+QUBITS_JOBSPACE={jobspace}
+{extra}# Credentials for the store, if the node has no instance role or ~/.aws, e.g.:
+# AWS_ACCESS_KEY_ID=...
+# AWS_SECRET_ACCESS_KEY=...
 """
 
 
@@ -59,6 +71,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     import jobspaces
     from nodeagent import Agent, AgentConfig, refuse_root
 
+    _check_agent_options(args)
     url = require_jobspace(args)
     refuse_root(args.allow_root)
     resources = {k: float(v) for k, v in (("cpus", args.cpus), ("memory", args.memory), ("gpus", args.gpus)) if v is not None}
@@ -88,13 +101,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
         config.name = args.name
     agent = Agent(config, js)
     if args.pause_when_busy:
-        from nodeagent._control import DEFAULT_BUSY_WATCH, BusyWatch, parse_duration
-        from qubits.errors import UsageError
+        from nodeagent._control import DEFAULT_BUSY_WATCH, BusyWatch
 
-        try:
-            idle = parse_duration(args.pause_when_busy)
-        except ValueError as exc:
-            raise UsageError(f"--pause-when-busy: {exc}") from None
+        idle = _duration("--pause-when-busy", args.pause_when_busy)
         agent.control.busy_watch = BusyWatch(idle, args.busy_watch or DEFAULT_BUSY_WATCH)
     try:
         if args.metrics_port is not None or args.metrics_textfile:
@@ -152,14 +161,31 @@ def _inject_faults(js: jobspaces.Jobspace, spec: str) -> jobspaces.Jobspace:
     return jobspaces.FaultyJobspace(js, faults)
 
 
-def cmd_pause(args: argparse.Namespace) -> int:
-    from nodeagent._control import parse_duration, set_paused
+def _check_agent_options(args: argparse.Namespace) -> None:
+    """Refuse nonsense before anything starts: one sentence, exit 2 (``nodes`` once showed ``-2 0/-2``)."""
+    at_least(1, slots=args.slots)
+    above(0, ttl=args.ttl, max_idle_poll=args.max_idle_poll)
+    at_least(0, cpus=args.cpus, memory=args.memory, gpus=args.gpus, stop_timeout=args.stop_timeout,
+             exit_when_idle=args.exit_when_idle)
 
-    until = time.time() + parse_duration(args.for_) if args.for_ else None
+
+def _duration(option: str, text: str) -> float:
+    from nodeagent._control import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    from nodeagent._control import set_paused
+
+    until = time.time() + _duration("--for", args.for_) if args.for_ else None
     reached = set_paused(_cache() / "agents", True, until=until, name=args.name)
     if not reached:
         console.print("no running agent on this host")
-        return EXIT_USAGE
+        return EXIT_NOT_FOUND
     console.print(f"paused {', '.join(reached)}" + (f" until {time.strftime('%H:%M:%S', time.localtime(until))}" if until else ""))
     return EXIT_OK
 
@@ -170,43 +196,76 @@ def cmd_resume(args: argparse.Namespace) -> int:
     reached = set_paused(_cache() / "agents", False, name=args.name)
     if not reached:
         console.print("no running agent on this host")
-        return EXIT_USAGE
+        return EXIT_NOT_FOUND
     console.print(f"resumed {', '.join(reached)}")
     return EXIT_OK
 
 
 def cmd_systemd(args: argparse.Namespace) -> int:
+    from qubits.errors import UsageError
+
     exe = shutil.which("qubits") or f"{sys.executable} -m qubits.cli"
-    caps = "".join(f" --capability {c}" for c in args.capability)
+    url = args.jobspace or ""
     unit = _UNIT.format(
-        jobspace_desc=args.jobspace or "QUBITS_JOBSPACE from the environment file",
+        jobspace_desc=url.split("?", 1)[0] or "QUBITS_JOBSPACE from the environment file",  # a query may hold secrets
         user=args.user,
         env_file=args.env_file,
         exe=exe,
         slots=args.slots,
-        caps=caps,
+        caps="".join(f" --capability {c}" for c in args.capability),
         ttl=args.ttl,
+        stop_timeout=args.stop_timeout,
         stop=int(max(args.stop_timeout, args.ttl) + 30),
     )
     if args.output == "-":
         sys.stdout.write(unit)
-    else:
-        Path(args.output).write_text(unit)
-        console.print(
-            f"wrote {args.output}. Install it:\n"
-            f"  sudo cp {args.output} /etc/systemd/system/qubits-agent.service\n"
-            f"  sudo install -m 600 /dev/null {args.env_file}   # then add QUBITS_JOBSPACE=… and credentials\n"
-            "  sudo systemctl daemon-reload && sudo systemctl enable --now qubits-agent\n"
-            "  journalctl -u qubits-agent -f"
-        )
+        return EXIT_OK
+    extra = ""
+    for name in args.env:
+        if name not in os.environ:
+            raise UsageError(f"--env {name}: not set here")
+        extra += f"{name}={os.environ[name]}\n"
+    unit_path = Path(args.output)
+    env_path = unit_path.with_suffix(".env")
+    unit_path.write_text(unit)
+    env_path.touch(mode=0o600, exist_ok=True)
+    env_path.chmod(0o600)  # before the secrets go in
+    env_path.write_text(_ENV.format(jobspace=url or "s3://bucket/prefix?endpoint=...", extra=extra))
+    console.print(f"wrote {unit_path} and {env_path} (mode 0600){'' if url else ': set QUBITS_JOBSPACE in it'}.", soft_wrap=True)
+    console.print("Copy both to the node; there, as root (sudo -i), in their folder:", soft_wrap=True)
+    for step in install_steps(unit_path.name, env_path.name, args.env_file, args.user, args.root):
+        console.print(step, soft_wrap=True, markup=False, highlight=False)  # long lines stay whole when pasted
     return EXIT_OK
+
+
+def install_steps(unit: str, env: str, env_file: str, user: str, root: str | None = None) -> list[str]:
+    """Shell lines that install the unit on a Debian-like host: the system user, /etc/qubits, the
+    environment file (mode 0600), the unit, enable and start. ``root`` puts every path under a folder
+    instead of / (for a test, or an image being built): nothing is started then. Each fits 80 columns
+    (with its continuation) for a default ``root``."""
+    r = (root or "").rstrip("/")
+    unit_dir = f"{r}/etc/systemd/system"
+    env_dir = f"{r}{os.path.dirname(env_file)}"
+    who = f"grep -qs '^{user}:' {r}/etc/passwd" if r else f"id -u {user} >/dev/null 2>&1"
+    add = f"useradd --prefix {r} " if r else "useradd "
+    steps = [
+        f"install -d -m 755 {env_dir} {unit_dir}",
+        f"{who} || \\\n  {add}--system --user-group --no-create-home -s /usr/sbin/nologin {user}",
+        f"install -m 600 {env} {r}{env_file}",
+        f"install -m 644 {unit} {unit_dir}/qubits-agent.service",
+    ]
+    if r:
+        steps.append(f"systemctl --root={r} enable qubits-agent")
+    else:
+        steps += ["systemctl daemon-reload", "systemctl enable --now qubits-agent", "journalctl -u qubits-agent -f"]
+    return steps
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("agent", help="run the node agent (and: agent pause | resume | systemd)")
-    add_jobspace_option(p)
+    add_jobspace_option(p, project=False)
     p.add_argument("--slots", type=int, default=int(env_default("QUBITS_SLOTS", "1") or 1), help="tasks at once (env QUBITS_SLOTS)")
-    p.add_argument("--capability", "-C", action="append", default=[], metavar="NAME", help="a capability this node offers (repeatable)")
+    p.add_argument("--capability", action="append", default=[], metavar="NAME", help="a capability this node offers (repeatable)")
     p.add_argument("--cpus", type=float, help="cpus this node lends to tasks")
     p.add_argument("--memory", type=float, help="memory (GB) this node lends to tasks")
     p.add_argument("--gpus", type=float, help="gpus this node lends to tasks")
@@ -237,12 +296,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--name", help="only this agent")
     q.set_defaults(func=cmd_resume, verb_log_level=None)
     q = verbs.add_parser("systemd", help="write a systemd unit for the agent")
-    add_jobspace_option(q)
-    q.add_argument("-o", "--output", default="qubits-agent.service", help="file to write ('-' for stdout)")
-    q.add_argument("--user", default=os.environ.get("USER", "qubits"))
-    q.add_argument("--env-file", default="/etc/qubits/agent.env")
+    add_jobspace_option(q, project=False)
+    q.add_argument("-o", "--output", default="qubits-agent.service",
+                   help="the unit to write, and its environment file beside it (.env); '-' for the unit on stdout")
+    q.add_argument("--user", default="qubits", help="the system user the agent runs as (created by the install steps)")
+    q.add_argument("--env-file", default="/etc/qubits/agent.env", help="where the environment file goes on the node")
+    q.add_argument("--env", action="append", default=[], metavar="NAME",
+                   help="copy this variable from here into the environment file, e.g. AWS_SECRET_ACCESS_KEY (repeatable)")
+    q.add_argument("--root", metavar="DIR", help="print install steps that put every path under DIR instead of / (an image, a test)")
     q.add_argument("--slots", type=int, default=1)
-    q.add_argument("--capability", "-C", action="append", default=[])
+    q.add_argument("--capability", action="append", default=[])
     q.add_argument("--ttl", type=float, default=30.0)
     q.add_argument("--stop-timeout", type=float, default=60.0)
     q.set_defaults(func=cmd_systemd, verb_log_level=None)

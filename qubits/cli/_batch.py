@@ -218,11 +218,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.set_defaults(func=cmd_batch_template)
     p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
-    q = sub.add_parser("pull", help="download a batch's archived results: pull [JOB|namespace/batch] DEST")
+    q = sub.add_parser("pull", help="download a job's outputs and logs (a batch's archive): pull [JOB|namespace/batch] DEST")
     add_jobspace_option(q)
     q.add_argument("source", nargs="?", default="last",
-                   help="a batch job id, namespace/batch, or the batch file itself (qubits' or distribute's; default: the last job)")
-    q.add_argument("dest", help="local folder; files land in DEST/namespace/batch/job/")
+                   help="a job id (any kind), namespace/batch, or the batch file itself (qubits' or distribute's; default: the last job)")
+    q.add_argument("dest", help="local folder; files land in DEST/namespace/batch/job/ (a batch) or DEST/JOB/TASK/ (out/…, stdout.log, stderr.log)")
     q.add_argument("--include", "-i", action="append", default=[], metavar="RE", help="only paths matching this regex (repeatable)")
     q.add_argument("--exclude", "-e", action="append", default=[], metavar="RE", help="leave out paths matching this regex (repeatable)")
     q.add_argument("--dry-run", "-n", action="store_true", help="list what would be fetched and filtered")
@@ -251,7 +251,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q.add_argument("--cpus", type=int, help="agents: cpus per pilot (--cpus-per-task, lent to tasks)")
     q.add_argument("--mem", help="agents: memory per pilot, as SLURM's --mem (e.g. 8G)")
     q.add_argument("--gpus", type=int, help="agents: GPUs per pilot (--gres=gpu:N)")
-    q.add_argument("--capability", "-C", action="append", default=[], metavar="NAME", help="agents: a capability the pilots offer (repeatable; slurm always)")
+    q.add_argument("--capability", action="append", default=[], metavar="NAME", help="agents: a capability the pilots offer (repeatable; slurm always)")
     q.add_argument("--ttl", type=float, help="agents: lease ttl in seconds")
     q.add_argument("--log-dir", default="qubits-pilots", help="agents: where the script and the pilots' logs go (default ./qubits-pilots)")
     q.add_argument("--dry-run", "-n", action="store_true", help="agents: print the sbatch script, submit nothing")

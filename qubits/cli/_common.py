@@ -86,6 +86,9 @@ def run_verb(args: argparse.Namespace) -> int:
     except jobspaces.NotFound as exc:
         fail(str(exc))
         return EXIT_NOT_FOUND
+    except jobspaces.InvalidURL as exc:  # a URL that cannot be right is a usage error, not a store's fault
+        fail(str(exc))
+        return EXIT_USAGE
     except jobspaces.JobspaceError as exc:
         fail(str(exc))
         return EXIT_JOBSPACE
@@ -103,12 +106,64 @@ def run_verb(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
+def confirm(question: str, *, otherwise: str) -> bool:
+    """Ask ``question`` (y/N) when stdin is a terminal, and say whether the answer was yes. Not on a
+    terminal, a risky default is never taken: UsageError(``otherwise``), the explicit way to ask for it."""
+    if not sys.stdin.isatty():
+        raise errors.UsageError(otherwise)
+    console.print(f"{question} [y/N] ", end="", soft_wrap=True)
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        answer = ""
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    console.print("nothing done")
+    return False
+
+
+def add_project_options(parser: argparse.ArgumentParser) -> None:
+    """-C/--directory, -f/--qfile and -p/--profile: which Qfile project (each left out if the verb has it
+    already). A letter means one option across every verb (tests/unit/test_cli_help.py)."""
+    taken = parser._option_string_actions
+    if "--directory" not in taken:
+        parser.add_argument("-C", "--directory", default=".", metavar="DIR", help="the project folder (default: here, or the nearest one above with a Qfile)")
+    if "--qfile" not in taken:
+        parser.add_argument("-f", "--qfile", metavar="FILE", help="the Qfile (default: DIR/Qfile, or the nearest one above)")
+    if "--profile" not in taken:
+        parser.add_argument("-p", "--profile", metavar="NAME", help="a profile of the Qfile (switches jobspace, nodes …)")
+
+
 def require_jobspace(args: argparse.Namespace) -> str:
-    """The --jobspace URL, or a usage error that says how to give one."""
+    """The --jobspace URL (or QUBITS_JOBSPACE); else, for a verb with project options, the jobspace of the
+    Qfile project at -C DIR (default: here or above); else a usage error that says how to give one."""
     url = getattr(args, "jobspace", None)
-    if not url:
-        raise errors.UsageError("no jobspace: pass --jobspace URL or set QUBITS_JOBSPACE")
-    return str(url)
+    if url:
+        return str(url)
+    if hasattr(args, "directory"):
+        from qubits.qfile import project_jobspace
+
+        directory, qfile, profile = args.directory, getattr(args, "qfile", None), getattr(args, "profile", None)
+        try:
+            return project_jobspace(directory, profile, qfile)
+        except errors.UsageError as exc:
+            if directory != "." or qfile or profile or "no Qfile" not in str(exc):
+                raise  # asked for a project: say what is wrong with it
+    raise errors.UsageError("no jobspace: pass --jobspace URL, set QUBITS_JOBSPACE, or run in a Qfile project (or -C DIR)")
+
+
+def at_least(low: float, **options: float | None) -> None:
+    """A usage error naming the first option (``--stop-timeout`` for ``stop_timeout``) below ``low``."""
+    for name, value in options.items():
+        if value is not None and not value >= low:  # `not >=` also catches NaN
+            raise errors.UsageError(f"--{name.replace('_', '-')} must be at least {low:g}, not {value:g}")
+
+
+def above(low: float, **options: float | None) -> None:
+    """A usage error naming the first option that is not greater than ``low``."""
+    for name, value in options.items():
+        if value is not None and not value > low:
+            raise errors.UsageError(f"--{name.replace('_', '-')} must be more than {low:g}, not {value:g}")
 
 
 def print_json(obj: Any) -> None:

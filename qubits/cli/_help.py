@@ -14,7 +14,7 @@ EXAMPLES: dict[str, str] = {
     "submit": "qubits submit --commands jobs.txt --requires gpu --max-attempts 1",
     "status": "qubits status --watch",
     "wait": "qubits wait JOB --timeout 3600",
-    "logs": "qubits logs JOB t000001 --follow",
+    "logs": "qubits logs JOB t000001 -F",
     "cancel": "qubits cancel JOB",
     "retry": "qubits retry JOB --failed",
     "jobs": "qubits jobs --json",
@@ -40,6 +40,12 @@ EXAMPLES: dict[str, str] = {
     "kill": "qubits kill all -p dist --signal TERM",
     "top": "qubits top --interval 2",
     "gc": "qubits gc --older-than 30d --dry-run",
+    "rm": "qubits rm JOB --yes",
+    "schedule": "qubits schedule list",
+    "schedule add": "qubits schedule add nightly --cron '0 3 * * *' --command 'python report.py'",
+    "schedule list": "qubits schedule list --json",
+    "schedule rm": "qubits schedule rm nightly",
+    "dashboard": "qubits dashboard --jobspace s3://bucket/work --port 8265",
 }
 """One runnable example per verb, by its path below ``qubits`` (``"agent systemd"``)."""
 

@@ -13,18 +13,11 @@ from rich.live import Live
 from rich.text import Text
 
 from qubits import Job, JobStatus, connect
-from qubits.errors import UsageError
 from qubits.qfile import explain, find_qfile, load_qfile, make, plan, project_jobspace, timeline_html
 from qubits.qfile._dagview import LivePage, Picture, dag_html, dot_text
 
 from . import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_jobspace_option
-from ._common import console, fail, print_json
-
-
-def _project_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-C", "--directory", default=".", metavar="DIR", help="the project folder (default: here)")
-    p.add_argument("-f", "--qfile", metavar="FILE", help="the Qfile (default: DIR/Qfile, or the nearest one above)")
-    p.add_argument("-p", "--profile", metavar="NAME", help="a profile of the Qfile (switches jobspace, nodes …)")
+from ._common import add_project_options, console, fail, print_json, require_jobspace
 
 
 def _jsonable(value: object) -> object:
@@ -51,12 +44,7 @@ def cmd_conf(args: argparse.Namespace) -> int:
 
 def _job_of(args: argparse.Namespace, url: str | None = None) -> Job:
     """The job ``args.job`` names (``last``: the newest) in ``url`` or the project's jobspace."""
-    if not url:
-        try:
-            url = project_jobspace(args.directory, args.profile, args.qfile)
-        except UsageError:
-            raise UsageError("no jobspace: pass --jobspace URL, set QUBITS_JOBSPACE, or run in a project with a Qfile") from None
-    client = connect(url)
+    client = connect(url or require_jobspace(args))
     return client.last() if args.job in (None, "last") else client.job(args.job)
 
 
@@ -111,6 +99,11 @@ def cmd_make(args: argparse.Namespace) -> int:
         if graph is not None:
             graph.update(status.job, status.finished)
 
+    def stopping(seconds: float) -> None:
+        if live is not None:
+            live.stop()
+        console.print(f"stopping: waiting up to {seconds:g} s for running tasks; Ctrl-C again to stop now", soft_wrap=True)
+
     if live is not None:
         live.start()
     try:
@@ -125,6 +118,7 @@ def cmd_make(args: argparse.Namespace) -> int:
             force_targets=args.force,
             on_progress=progress,
             on_event=print_event(started) if args.verbose and not args.json else None,
+            on_stopping=stopping,
         )
     except KeyboardInterrupt as exc:
         if live is not None:
@@ -195,12 +189,12 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("conf", help="the Qfile's config, resolved (profile applied, functions called)")
-    _project_options(p)
+    add_project_options(p)
     p.add_argument("--json", action="store_true", help="JSON on stdout")
     p.set_defaults(func=cmd_conf)
 
     p = sub.add_parser("qubits", help="the graph of TARGETS as far as it is known before running (rule, target, deps)")
-    _project_options(p)
+    add_project_options(p)
     p.add_argument("targets", nargs="*", help="targets (default: default)")
     p.add_argument("--json", action="store_true", help="JSON on stdout")
     p.add_argument("--dot", action="store_true", help="the graph as Graphviz DOT on stdout")
@@ -209,10 +203,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_qubits)
 
     p = sub.add_parser("make", help="make TARGETS here: a jobspace in the project, agents started for you")
-    _project_options(p)
+    add_project_options(p)
     p.add_argument("targets", nargs="*", help="targets (default: default)")
-    p.add_argument("--agents", "-n", type=int, help="agents to start here (default: conf.agents, or 2-4 by CPUs; 0: use running agents)")
-    p.add_argument("--capability", "-c", action="append", default=[], metavar="CAP", help="a capability of the agents started here (repeatable)")
+    p.add_argument("--agents", "-N", type=int, help="agents to start here (default: conf.agents, or 2-4 by CPUs; 0: use running agents)")
+    p.add_argument("--capability", action="append", default=[], metavar="CAP", help="a capability of the agents started here (repeatable)")
     p.add_argument("-B", "--always", action="store_true", help="make everything again: reuse no earlier job")
     p.add_argument("--verbose", "-v", action="store_true", help="slow motion: each claim, wait, release, commit and agent as it happens (on stderr)")
     p.add_argument("--force", action="append", default=[], metavar="TARGET",
@@ -225,7 +219,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("timeline", help="a self-contained HTML picture of a job: rows per node and per task, a bar per attempt")
     add_jobspace_option(p)
-    _project_options(p)
+    add_project_options(p)
     p.add_argument("job", nargs="?", default="last", help="job id (default: the last one)")
     p.add_argument("-o", "--output", required=True, metavar="FILE.html", help="where to write the page ('-' for stdout)")
     p.set_defaults(func=cmd_timeline)

@@ -33,7 +33,7 @@ from qubits._fleet import (
 from qubits.errors import QubitsError, UsageError
 
 from . import EXIT_FAILED, EXIT_OK, add_jobspace_option, env_default
-from ._common import console, out, print_json
+from ._common import add_project_options, confirm, console, out, print_json
 
 _LOCALHOST = {"localhost", "127.0.0.1", "::1"}
 
@@ -69,20 +69,14 @@ def _nodes(args: argparse.Namespace, config: dict[str, Any]) -> list[Node]:
     return nodes
 
 
-def _project_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-C", "--directory", default=".", metavar="DIR", help="the project folder (default: here)")
-    p.add_argument("-f", "--qfile", metavar="FILE", help="the Qfile (default: DIR/Qfile, or the nearest one above)")
-    p.add_argument("-p", "--profile", metavar="NAME", help="a profile of the Qfile (switches jobspace, nodes …)")
-
-
 def _ssh_options(p: argparse.ArgumentParser) -> None:
-    _project_options(p)
-    p.add_argument("--node", "-n", action="append", default=[], metavar="ADDR",
+    add_project_options(p)
+    p.add_argument("--node", action="append", default=[], metavar="ADDR",
                    help="a node, as [user@]host[:port] (repeatable; replaces the Qfile's nodes)")
     p.add_argument("--remote-python", default=None, metavar="PY", help="Python on the nodes (default python3; env QUBITS_REMOTE_PYTHON)")
     p.add_argument("--remote-user", default=None, metavar="USER", help="ssh user on the nodes (env QUBITS_REMOTE_USER)")
     p.add_argument("--ssh-config", metavar="FILE", help="an ssh config file (ssh -F)")
-    p.add_argument("--ssh-option", "-o", action="append", default=[], metavar="OPT", help="an ssh -o option, e.g. IdentityFile=~/.ssh/lab (repeatable)")
+    p.add_argument("--ssh-option", action="append", default=[], metavar="OPT", help="an ssh -o option, e.g. IdentityFile=~/.ssh/lab (repeatable)")
 
 
 # -- run --------------------------------------------------------------------------------------------------
@@ -229,8 +223,13 @@ def cmd_pssh(args: argparse.Namespace) -> int:
 def cmd_kill(args: argparse.Namespace) -> int:
     _qf, config = _project(args, required=False)
     client = connect(_jobspace(args, config))
-    job = None if args.job in (None, "all") else (client.last().id if args.job == "last" else args.job)
-    records = [r for r in fleet_records(client.aio, job) if args.all or not r.get("stopped")]
+    if args.job is None and not args.all:
+        if not confirm(f"stop every agent that `qubits run` started in {client.url.split('?', 1)[0]}?",
+                       otherwise="say which agents: qubits kill JOB, 'last', or --all (every run's)"):
+            return EXIT_FAILED
+        args.job = "all"
+    job = None if args.all or args.job == "all" else (client.last().id if args.job == "last" else args.job)
+    records = [r for r in fleet_records(client.aio, job) if args.stopped or not r.get("stopped")]
     if not records:
         console.print("no agents recorded" + (f" for job {job}" if job else "") + " (that are not stopped already)")
         return EXIT_OK
@@ -323,20 +322,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_pssh)
 
-    p = sub.add_parser("kill", help="stop the agents `qubits run` started (of JOB, or of every run)")
+    p = sub.add_parser("kill", help="stop the agents `qubits run` started (of JOB, or of every run: all)")
     add_jobspace_option(p)
-    _project_options(p)
-    p.add_argument("job", nargs="?", default="all", help="job id, 'last', or 'all' (default)")
-    p.add_argument("--signal", "-s", choices=["TERM", "INT", "KILL"], default="TERM",
+    add_project_options(p)
+    p.add_argument("job", nargs="?", help="job id, 'last', or 'all' (no default: asks on a terminal)")
+    p.add_argument("--signal", choices=["TERM", "INT", "KILL"], default="TERM",
                    help="TERM (default): stop claiming, let running tasks finish within the stop timeout; KILL: at once, tasks too")
     p.add_argument("--wait", type=float, default=0.0, help="wait up to this many seconds for the agents to exit")
-    p.add_argument("--all", action="store_true", help="also agents already marked stopped")
+    p.add_argument("--all", action="store_true", help="the agents of every run (the same as JOB 'all')")
+    p.add_argument("--stopped", action="store_true", help="also agents already marked stopped")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_kill)
 
     p = sub.add_parser("top", help="a live view of jobs and agents")
     add_jobspace_option(p)
-    _project_options(p)
+    add_project_options(p)
     p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
     p.add_argument("--jobs", type=int, default=10, help="how many recent jobs to show")
     p.add_argument("--once", action="store_true", help="print one frame and exit")
@@ -344,7 +344,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("gc", help="remove finished jobs older than a cutoff, with all their objects (never a running job)")
     add_jobspace_option(p)
-    _project_options(p)
+    add_project_options(p)
     p.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 30d, 12h, 90m (since the job's last task finished)")
     p.add_argument("--dry-run", "-n", action="store_true", help="say what would go; delete nothing")
     p.add_argument("--verbose", "-v", action="store_true", help="also list the jobs kept for being too recent")

@@ -5,15 +5,15 @@ from __future__ import annotations
 from rich.table import Table
 
 from qubits import Client
+from qubits._defaults import NODE_LOST_AFTER
 from qubits._shares import running_shares
 
 from . import EXIT_OK
 from ._common import out, print_json
-from ._views import LOST_AFTER
 
 
 def show_shares(client: Client, *, as_json: bool) -> int:
-    rows = running_shares(client, LOST_AFTER)
+    rows = running_shares(client, NODE_LOST_AFTER)
     if as_json:
         print_json(rows)
         return EXIT_OK

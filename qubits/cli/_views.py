@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,42 +11,13 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from qubits import Client, JobStatus, NodeInfo, __version__
+from qubits import Client, JobStatus, NodeInfo
+from qubits._nodes import live_versions as live_versions
+from qubits._nodes import node_dict as node_dict
+from qubits._nodes import node_state as node_state
+from qubits._nodes import skew_note as skew_note
 from qubits._records import JobSpec
-
-LOST_AFTER = 6 * 60
-"""Seconds without a presence update after which an agent counts as lost (idle agents report every
-two minutes, busy ones every 15 s)."""
-
-
-def node_state(info: NodeInfo, age: float) -> str:
-    """live, paused, draining, stopped or lost."""
-    if info.stopped:
-        return "stopped"
-    if age >= LOST_AFTER:
-        return "lost"
-    if info.paused:
-        return "paused"
-    return "draining" if info.draining else "live"
-
-
-def live_versions(nodes: list[tuple[NodeInfo, float]]) -> Counter[str]:
-    return Counter(info.version for info, age in nodes if node_state(info, age) not in ("stopped", "lost"))
-
-
-def skew_note(nodes: list[tuple[NodeInfo, float]]) -> str | None:
-    """A line naming the versions when live agents (or this client) run different ones."""
-    versions = live_versions(nodes)
-    if not versions or (len(versions) == 1 and __version__ in versions):
-        return None
-    shown = ", ".join(f"{v} on {n}" for v, n in versions.most_common())
-    return f"version skew: {shown} agent(s); this client runs {__version__}"
-
-
-def node_dict(info: NodeInfo, age: float) -> dict[str, Any]:
-    return {**info.to_dict(), "state": node_state(info, age), "last_seen_s": round(age, 1),
-            "live": node_state(info, age) not in ("stopped", "lost"), "skew": info.version != __version__}
-
+from qubits._version import __version__
 
 _STATE_STYLE = {"live": "green", "paused": "yellow", "draining": "magenta", "stopped": "dim", "lost": "red"}
 

@@ -21,11 +21,10 @@ from typing import Any
 
 import jobspaces
 
-from .. import _layout as layout
-from .._bundle import pack
+from .._bundle import upload_code
 from .._client import Client, Job, JobStatus, connect
 from .._events import JobEvents, TaskEvent
-from .._local import LocalAgents
+from .._local import LOCAL_STOP_TIMEOUT, LocalAgents
 from .._records import JobSpec, Outcome
 from ..errors import QubitsError, UsageError
 from ._graph import Node, plan
@@ -82,18 +81,6 @@ class MakeResult:
 def project_jobspace(path: Path | str = ".", profile: str | None = None, qfile: str | None = None) -> str:
     """The jobspace URL a project's Qfile configures (the embedded default: ``.qubits/jobspace``)."""
     return str(load_qfile(find_qfile(path, qfile), profile).resolve(profile)["jobspace"])
-
-
-def upload_code(client: Client, root: Path, ignores: Iterable[str] = ()) -> str:
-    """Pack ``root`` (minus ignores and .gitignore) and upload it once, by digest; the digest."""
-    data, digest = pack(root, ignores)
-    key = layout.code_bundle(digest)
-    if not jobspaces.run_sync(client.aio.exists(key)):
-        try:
-            jobspaces.run_sync(client.aio.put(key, data, if_absent=True))
-        except jobspaces.PreconditionFailed:
-            pass  # uploaded by someone else meanwhile: same bytes
-    return digest
 
 
 def _earlier(client: Client, digest: str, profile: str | None) -> list[JobSpec]:
@@ -259,6 +246,7 @@ def make(
     force: bool = False,
     force_targets: Iterable[str] = (),
     on_progress: Callable[[JobStatus, float], None] | None = None,
+    on_stopping: Callable[[float], None] | None = None,
     poll: float = 0.5,
     on_event: Callable[[TaskEvent], None] | None = None,
 ) -> MakeResult:
@@ -266,7 +254,11 @@ def make(
     directory in the project), start ``agents`` agents as subprocesses, wait, and say where the
     results are. Redoes nothing already done (see the module's docstring); ``force``: everything
     again; ``force_targets``: those targets again, and what depends on them. ``on_event`` is called with
-    each claim, wait, release, commit and agent as it happens (``make -v``; see ``Job.events``)."""
+    each claim, wait, release, commit and agent as it happens (``make -v``; see ``Job.events``).
+
+    On KeyboardInterrupt the agents get LOCAL_STOP_TIMEOUT seconds for their running tasks
+    (``on_stopping(seconds)`` is called first, to say so); a second KeyboardInterrupt meanwhile stops
+    them and their tasks at once. The job is kept either way: make again to resume it."""
     started = time.monotonic()
     qf, config = _load(project, qfile, profile)
     wanted = qf.targets_default(targets)
@@ -316,7 +308,7 @@ def make(
         state = qf.project / ".qubits"
         fleet = (
             LocalAgents(
-                client.url, count, cache=state / "cache", logs=state / "logs",
+                client.aio.handoff()["QUBITS_JOBSPACE"], count, cache=state / "cache", logs=state / "logs",
                 stem=f"make-{socket.gethostname()}-{os.getpid()}", ttl=MAKE_TTL, idle_exit=MAKE_IDLE_EXIT,
                 capabilities=tuple(capabilities),
             )
@@ -339,6 +331,15 @@ def make(
                     raise QubitsError(f"the agents of this make stopped before job {job.id} finished; see {logs[0].parent}")
                 time.sleep(poll)
         except KeyboardInterrupt:
+            if fleet is not None:
+                if on_stopping is not None:
+                    on_stopping(LOCAL_STOP_TIMEOUT)
+                try:
+                    fleet.stop()
+                except KeyboardInterrupt:
+                    raise KeyboardInterrupt(f"stopped its agents and their tasks now; job {job.id} is kept: make again to resume it") from None
+                finally:
+                    fleet = None
             raise KeyboardInterrupt(f"job {job.id} is kept: make again to resume it") from None
         finally:
             if fleet is not None:

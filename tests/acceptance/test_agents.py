@@ -19,6 +19,7 @@ from qubits import _layout as layout
 from qubits._defaults import TOMBSTONE_LINGER
 from qubits._records import Done, Lease, LeaseState
 from tests.agents import TAKEOVER_SLACK, AgentProcess, run_cli
+from tests.tools import tool_missing
 
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
@@ -137,9 +138,10 @@ def client_get(client: qubits.Client, key: str) -> tuple[bytes, str]:
     return run_sync(client.aio.get(key))
 
 
-@pytest.mark.skipif(not os.path.exists(FAKETIME), reason="libfaketime is not installed (apt-get install faketime)")
 @pytest.mark.parametrize("skew", ["+1h", "-1h"])
 def test_an_agent_with_its_clock_off_by_an_hour_behaves_the_same(local_url: str, fleet, tmp_path: Path, skew: str) -> None:  # type: ignore[no-untyped-def]
+    if not os.path.exists(FAKETIME):
+        tool_missing(f"libfaketime is not installed ({FAKETIME}; apt-get install faketime)")
     ttl = 2.0
     side = tmp_path / "side.log"
     client = qubits.connect(local_url)

@@ -124,7 +124,7 @@ def test_the_agent_refuses_root_unless_told(local_url: str, tmp_path: Path) -> N
     if os.geteuid() != 0:
         pytest.skip("the refusal is about running as root, and this test runs as an ordinary user")
     proc = run_cli("agent", "--jobspace", local_url, "--exit-when-idle", "1", env={"QUBITS_CACHE": str(tmp_path)})
-    assert proc.returncode == 1 and "--allow-root" in proc.stderr
+    assert proc.returncode == 2 and "--allow-root" in proc.stderr
 
 
 def test_systemd_unit_drains_longer_than_the_ttl_and_keeps_credentials_out(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ def test_logs_interleave_both_streams_as_written_and_a_whole_job_reads_task_by_t
     assert run_cli("logs", job.id, "t000001", "--stderr", "-j", local_url).stdout == "err1\nerr2\n"
     empty = run_cli("logs", job.id, "t000002", "--stdout", "-j", local_url)
     assert empty.stdout == "" and "t000002 wrote nothing on stdout" in empty.stderr, "no output says so"
-    assert run_cli("logs", job.id, "t000001", "-f", "-j", local_url).stdout == "out1\nerr1\nout2\nerr2\n"
+    assert run_cli("logs", job.id, "t000001", "-F", "-j", local_url).stdout == "out1\nerr1\nout2\nerr2\n"
     # A whole job: `qubits logs JOB` reads the job (not a task called JOB), each block headed by its task id.
     whole = run_cli("logs", job.id, "-j", local_url)
     assert whole.returncode == 0, whole.stderr

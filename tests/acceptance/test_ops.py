@@ -5,7 +5,6 @@ running job stays)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import jobspaces
 import qubits
 from tests.agents import AgentProcess, run_cli
 from tests.sshd import free_port
+from tests.tools import require_tools
 
 
 def parse_prometheus(text: str) -> dict[str, float]:
@@ -99,8 +99,7 @@ def _tmux(socket: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def tmux() -> Iterator[str]:
-    if not shutil.which("tmux"):
-        pytest.fail("tmux is needed to check `qubits top` on a real terminal (apt-get install -y tmux)")
+    require_tools("tmux", install="apt-get install -y tmux: `qubits top` is checked on a real terminal")
     socket = f"qubits-{uuid.uuid4().hex[:8]}"
     yield socket
     _tmux(socket, "kill-server")

@@ -23,6 +23,7 @@ from qubits._records import Lease
 from qubits.qfile import outputs, submit_targets
 from qubits.qfile._tasks import ROOT, target_task_id
 from tests.agents import AgentProcess, run_cli
+from tests.tools import tool_missing
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipeline"
 
@@ -205,7 +206,7 @@ def test_a_failing_branch_marks_only_its_dependents_and_make_exits_1(tmp_path: P
 def _render_in_browser(page: Path, png: Path) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install chromium): the timeline was not rendered")
+        tool_missing("chromium is not installed (apt-get install chromium): the timeline was not rendered")
     subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,700",
          f"--screenshot={png}", page.as_uri()],

@@ -9,15 +9,7 @@ import time
 from pathlib import Path
 
 import qubits
-from tests.agents import AgentProcess
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+from tests.agents import AgentProcess, alive_pid
 
 
 def test_killing_the_agent_alone_kills_its_task(local_url: str, tmp_path: Path) -> None:
@@ -31,10 +23,10 @@ def test_killing_the_agent_alone_kills_its_task(local_url: str, tmp_path: Path) 
             assert time.monotonic() < deadline, agent.log()
             time.sleep(0.05)
         task_pid = int(pidfile.read_text())
-        assert _alive(task_pid)
+        assert alive_pid(task_pid)
         os.kill(agent.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while _alive(task_pid):
+        while alive_pid(task_pid):
             assert time.monotonic() < deadline, "the task outlived its agent"
             time.sleep(0.05)
     finally:

@@ -20,9 +20,17 @@ from tests.agents import AgentProcess
 from tests.chaos.netns import NetnsLink, why_no_netns
 from tests.chaos.proxy import TcpProxy
 from tests.servers import MotoServer
+from tests.tools import require_tools
 
 _WHY = why_no_netns()
-pytestmark = [pytest.mark.netns, pytest.mark.s3, pytest.mark.skipif(_WHY is not None, reason=f"no partition test: {_WHY}")]
+pytestmark = [pytest.mark.netns, pytest.mark.s3]
+
+
+@pytest.fixture(autouse=True)
+def _namespaces() -> None:
+    require_tools("ip", install="apt-get install -y iproute2 (see .ci/run)")
+    if _WHY is not None:
+        pytest.skip(f"no partition test: {_WHY}")  # root or the kernel's permission, not a tool
 
 TTL = 3.0
 

@@ -14,8 +14,12 @@ import pytest
 
 from tests.chaos.harness import FLEET_FAULTS, PROXY_FAULTS, STORE_FAULTS, ChaosRun, Figures, Plan, faketime_missing
 from tests.servers import FakeGcsServer, MotoServer
+from tests.tools import require
 
-pytestmark = pytest.mark.skipif(faketime_missing() is not None, reason=str(faketime_missing()))
+
+@pytest.fixture(autouse=True)
+def _faketime() -> None:
+    require(faketime_missing())
 
 
 def _report(fig: Figures, capsys: pytest.CaptureFixture[str]) -> None:

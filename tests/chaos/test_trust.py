@@ -26,6 +26,7 @@ from qubits import _layout as layout
 from qubits._records import JobSpec, TaskSpec
 from tests.agents import AgentProcess, run_cli
 from tests.servers import MotoServer
+from tests.tools import require_tools
 
 SECRET = "correct horse battery staple"
 
@@ -165,8 +166,7 @@ def test_credentials_never_reach_objects_logs_or_error_messages(
 def test_an_agent_runs_as_root_only_when_told_and_refuses_before_touching_the_store(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("the refusal is about running as root, and this test runs as an ordinary user")
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) is missing, so the test cannot drop to an ordinary user")
+    require_tools("setpriv", install="util-linux: the test drops to an ordinary user with it")
     shared = Path(tempfile.mkdtemp(prefix="qubits-root-"))
     try:
         shared.chmod(0o777)

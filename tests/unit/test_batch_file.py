@@ -223,3 +223,26 @@ def test_template_is_a_valid_batch_once_its_files_exist(tmp_path: Path) -> None:
     assert [j.name for j in b.jobs] == ["job-1", "job-2"] and b.jobs[1].after == ["job-1"]
     assert json.dumps(plan(b).job.config)
     assert textwrap.dedent(TEMPLATE) == TEMPLATE
+
+
+def test_the_documented_batch_file_loads_with_its_bare_on_key(tmp_path: Path) -> None:
+    """docs/batch.md's example and the template's notify section say `on:` unquoted; YAML 1.1 reads that
+    key as the boolean True, which once failed the load with "key True must be a string"."""
+    from qubits.cli._batch import TEMPLATE
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "batch.md").read_text()
+    example = docs.split("## The batch file", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert "\n    on: [batch, failure]" in example
+    for name in ("build.sh", "run.py", "run.sh", "data/in-1.csv", "src/x.py", "data/input-1.csv", "data/input-2.csv"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x\n")
+    # The example shows every key of one job; its `after:` names a job the snippet leaves out.
+    (tmp_path / "doc.yaml").write_text("".join(ln for ln in example.splitlines(True) if "after: [job-0]" not in ln))
+    b = load_batch(tmp_path / "doc.yaml")
+    assert b.notify.events == ["batch", "failure"]
+    # The template with its notify section switched on, as a user would.
+    lines = [ln.replace("  # ", "  ", 1) if ln.startswith(("  # notify:", "  #   ")) else ln for ln in TEMPLATE.splitlines()]
+    text = "\n".join(lines) + "\n"
+    assert "\n    on: [batch, failure]" in text
+    (tmp_path / "batch.yaml").write_text(text)
+    assert load_batch(tmp_path / "batch.yaml").notify.events == ["batch", "failure"]

@@ -44,3 +44,14 @@ def test_an_environment_default_is_never_printed(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("QUBITS_JOBSPACE", "s3://bucket/work?secret=hunter2")
     text = build_parser()._subparsers._group_actions[0].choices["status"].format_help()  # type: ignore[union-attr]
     assert "hunter2" not in text
+
+
+def test_a_letter_means_one_option_across_every_verb() -> None:
+    meanings: dict[str, dict[str, list[str]]] = {}
+    for path, sub in _VERBS.items():
+        for action in sub._actions:
+            longs = [o for o in action.option_strings if o.startswith("--")]
+            for short in (o for o in action.option_strings if len(o) == 2 and o != "-h"):
+                meanings.setdefault(short, {}).setdefault(longs[0] if longs else short, []).append(path)
+    clashes = {letter: uses for letter, uses in meanings.items() if len(uses) > 1}
+    assert not clashes, f"one letter, several options: {clashes}"

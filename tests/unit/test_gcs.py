@@ -156,7 +156,7 @@ def test_url_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(real, GcsJobspace) and real.endpoint == GCS_ENDPOINT and isinstance(real._auth, GoogleAuth)
     assert real.url == "gs://bkt/a/b" and real.root == "a/b/" and real.min_write_interval == 1.0
     emulated = open_jobspace("gs://bkt?endpoint=http://127.0.0.1:4443")
-    assert isinstance(emulated, GcsJobspace) and isinstance(emulated._auth, NoAuth) and emulated.url == "gs://bkt"
+    assert isinstance(emulated, GcsJobspace) and isinstance(emulated._auth, NoAuth) and emulated.url == "gs://bkt?endpoint=http://127.0.0.1:4443"  # options travel with the URL, as on s3://
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:4443")
     env = open_jobspace("gs://bkt/p")
     assert isinstance(env, GcsJobspace) and env.endpoint == "http://127.0.0.1:4443" and isinstance(env._auth, NoAuth)

@@ -7,7 +7,7 @@ from tests.agents import run_cli
 
 def test_the_script_is_an_array_of_agents_that_drain_before_the_limit() -> None:
     got = run_cli("slurm", "agents", "3", "--dry-run", "--time", "02:00:00", "--partition", "gpu", "--gpus", "1",
-                  "--jobspace", "s3://bucket/work?endpoint=http://minio:9000", "-C", "lab", env={"AWS_SECRET_ACCESS_KEY": "sekret"})
+                  "--jobspace", "s3://bucket/work?endpoint=http://minio:9000", "--capability", "lab", env={"AWS_SECRET_ACCESS_KEY": "sekret"})
     assert got.returncode == 0, got.stderr
     script = got.stdout
     for line in ("#SBATCH --array=1-3", "#SBATCH --time=02:00:00", "#SBATCH --signal=B:TERM@120", "#SBATCH --partition=gpu",
