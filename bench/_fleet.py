@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jobspaces
+from qubits.protocol import layout
 
 from ._util import kill_tree, rss_mb, stop_process
 
@@ -46,7 +47,7 @@ class Fleet:
         missing = set(self.procs)
         while missing and time.monotonic() < deadline:
             for node in list(missing):
-                if js.exists(f"nodes/{node}.json"):
+                if js.exists(layout.node(node)):
                     missing.discard(node)
                 elif self.procs[node].poll() is not None:
                     raise RuntimeError(f"agent {node} exited with {self.procs[node].returncode}: {self.log(node)[-1500:]}")

@@ -7,9 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import jobspaces
-from qubits._ids import new_job_id
-from qubits._records import JobSpec, TaskSpec
-from qubits._specs import Specs
+from qubits.protocol import JobSpec, Specs, TaskSpec, new_job_id
 
 from ._util import bash_marker_command
 

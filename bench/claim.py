@@ -34,8 +34,7 @@ from typing import Any
 import jobspaces
 from nodeagent._agent import Agent, AgentConfig
 from nodeagent._execute import Executor
-from qubits._protocol import Claim
-from qubits._records import AttemptEnd, Outcome
+from qubits.protocol import AttemptEnd, Claim, Outcome
 
 from ._util import BenchError, summary_ms
 from ._work import submit_many

@@ -16,7 +16,7 @@ from typing import Any
 
 import qubits
 from jobspaces import CountingJobspace, open_jobspace
-from qubits._defaults import DASHBOARD_INTERVAL
+from qubits.protocol import DASHBOARD_INTERVAL
 
 from ._stores import Store
 

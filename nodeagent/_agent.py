@@ -16,9 +16,8 @@ from pathlib import Path
 
 import jobspaces
 from jobspaces import Jobspace
-from qubits import _layout as layout
-from qubits._bundle import UnsafeArchive
-from qubits._defaults import (
+from qubits.errors import CorruptObject, NewerFormat, NotFoundError, TamperedJob
+from qubits.protocol import (
     CANCEL_CHECK,
     LEASE_TTL,
     MIN_TTL,
@@ -26,14 +25,22 @@ from qubits._defaults import (
     READY_PAGE_REUSE,
     STOP_TIMEOUT,
     TOMBSTONE_LINGER,
+    AttemptEnd,
+    Claim,
+    LeaseLost,
+    LeaseState,
+    NodeInfo,
+    Outcome,
+    Protocol,
+    ReadyEntry,
+    ReadyIndex,
+    Specs,
+    TaskSpec,
+    UnsafeArchive,
+    __version__,
+    default_node_name,
+    layout,
 )
-from qubits._ids import default_node_name
-from qubits._protocol import Claim, LeaseLost, Protocol
-from qubits._records import AttemptEnd, LeaseState, NodeInfo, Outcome, TaskSpec
-from qubits._scan import ReadyEntry, ReadyIndex
-from qubits._specs import Specs
-from qubits._version import __version__
-from qubits.errors import CorruptObject, NewerFormat, NotFoundError, TamperedJob
 
 from ._control import Control
 from ._execute import Executor

@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import jobspaces
-from qubits import _layout as layout
-from qubits._exit import leave
+from qubits.protocol import layout, leave
 
 from . import _containers as containers
 
@@ -127,7 +126,7 @@ def run_init(js: jobspaces.SyncJobspace, cfg: dict[str, Any], cache: Path, node:
                 if code != 0:
                     break
             log.write(f"\nqubits: init on {node} exited {code} after {time.time() - started:.1f}s\n".encode())
-        archived = f"archive/{cfg['namespace']}/{cfg['batch']}/_init/{node}.log"
+        archived = layout.archive_init_log(cfg["namespace"], cfg["batch"], node)
         try:
             js.put(archived, log_path.read_bytes())
         except (jobspaces.JobspaceError, jobspaces.InvalidKey) as exc:

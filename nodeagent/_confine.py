@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qubits._records import TaskSpec
+from qubits.protocol import TaskSpec
 
 from . import _containers as containers
 from ._gpus import Gpu, GpuBinder, detect, offer, visible_env

@@ -14,16 +14,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jobspaces
-from qubits import _kinds as kinds
-from qubits import _layout as layout
-from qubits._bundle import extract
-from qubits._dag import Dag
-from qubits._defaults import CONTROL_EXIT, INLINE_RESULT_MAX, LOG_FLUSH
-from qubits._ids import XREF
-from qubits._logs import Frame, split
-from qubits._protocol import Claim
-from qubits._records import AttemptEnd, JobSpec, Lease, Outcome
-from qubits._scan import ReadyEntry
+from qubits.protocol import (
+    CONTROL_EXIT,
+    INLINE_RESULT_MAX,
+    LOG_FLUSH,
+    XREF,
+    AttemptEnd,
+    Claim,
+    Dag,
+    Frame,
+    JobSpec,
+    Lease,
+    Outcome,
+    ReadyEntry,
+    extract,
+    kinds,
+    layout,
+    split,
+)
 
 from . import _containers as containers
 from ._confine import Bound, Confinement

@@ -14,10 +14,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
-from qubits._defaults import FAIR_SHARE_HALF_LIFE
-from qubits._scan import ReadyEntry
-from qubits._shares import person
-from qubits._specs import Specs
+from qubits.protocol import FAIR_SHARE_HALF_LIFE, ReadyEntry, Specs, person
 
 
 class FairShare:

@@ -17,12 +17,18 @@ import time
 from typing import TYPE_CHECKING, NamedTuple
 
 import jobspaces
-from qubits import _layout as layout
-from qubits._defaults import CANCEL_CHECK, RENEW_FRACTION
-from qubits._protocol import Claim, LeaseLost, due_in
-from qubits._records import Lease, LeaseState
-from qubits._scan import live_leases
 from qubits.errors import CorruptObject, NotFoundError, TamperedJob
+from qubits.protocol import (
+    CANCEL_CHECK,
+    RENEW_FRACTION,
+    Claim,
+    Lease,
+    LeaseLost,
+    LeaseState,
+    due_in,
+    layout,
+    live_leases,
+)
 
 if TYPE_CHECKING:
     from ._agent import Agent

@@ -31,11 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jobspaces
-from qubits import _layout as layout
-from qubits._datacache import DataCache
-from qubits._records import JobSpec, TaskSpec
-from qubits._scan import ReadyEntry
-from qubits._wire import blob_digests
+from qubits.protocol import DataCache, JobSpec, ReadyEntry, TaskSpec, blob_digests, layout
 
 if TYPE_CHECKING:
     from ._agent import Agent

@@ -17,7 +17,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from qubits._version import __version__
+from qubits.protocol import __version__
 
 if TYPE_CHECKING:
     from ._agent import Agent

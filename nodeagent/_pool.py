@@ -25,8 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from qubits import _kinds as kinds
-from qubits._records import TaskSpec
+from qubits.protocol import TaskSpec, kinds
 
 from ._process import GroupTask, LogSink, _die_with_agent
 

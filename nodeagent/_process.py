@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from qubits._logs import Frame
+from qubits.protocol import Frame
 
 LogSink = Callable[[list[Frame]], Awaitable[None]]
 """Receives what a task wrote since the last flush: (stream, bytes) frames in the order they were read."""

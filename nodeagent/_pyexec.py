@@ -13,8 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from qubits import _kinds as kinds
-from qubits._exit import leave
+from qubits.protocol import kinds, leave
 
 
 def main() -> int:

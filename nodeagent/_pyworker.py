@@ -22,8 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from qubits import _kinds as kinds
-from qubits._exit import leave
+from qubits.protocol import kinds, leave
 
 
 def _set_environ(target: dict[str, str]) -> None:

@@ -13,9 +13,8 @@ import time
 
 import jobspaces
 from jobspaces import Jobspace
-from qubits._defaults import SCHEDULE_REFRESH
-from qubits._schedule import Schedule, due, fire, list_schedules
 from qubits.errors import QubitsError
+from qubits.protocol import SCHEDULE_REFRESH, Schedule, due, fire, list_schedules
 
 log = logging.getLogger("qubits.agent")
 

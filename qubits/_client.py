@@ -368,7 +368,7 @@ class Job:
         specs: dict[str, TaskSpec] = {}
         if sealed:
             known = sum(counts.values())
-            total += len(c.aio_list(f"jobs/{self.id}/tasks/x/"))
+            total += len(c.aio_list(layout.dynamic_prefix(self.id)))
             counts["pending"] = max(0, total - known)
             if small or (found and rows > 0) or wanted:
                 try:
@@ -418,7 +418,7 @@ class Job:
 
     def _job_logs(self, stream: str) -> Iterator[bytes]:
         by_task: dict[str, dict[int, list[str]]] = {}
-        for meta in self.client.aio_list(f"runs/{self.id}/"):
+        for meta in self.client.aio_list(layout.runs_prefix(self.id)):
             _runs, _job, tid, number, _rest = meta.key.split("/", 4)
             if number.isdigit():
                 by_task.setdefault(tid, {}).setdefault(int(number), []).append(meta.key)
@@ -439,7 +439,7 @@ class Job:
         while True:
             finished = self.client.done_record(self.id, tid) is not None
             by_attempt: dict[int, list[str]] = {}
-            for meta in self.client.aio_list(f"runs/{self.id}/{tid}/"):
+            for meta in self.client.aio_list(layout.runs_prefix(self.id, tid)):
                 number = meta.key.split("/")[3]
                 if number.isdigit():
                     by_attempt.setdefault(int(number), []).append(meta.key)
@@ -480,7 +480,7 @@ class Job:
         done = self.client.done_record(self.id, tid)
         if done is not None and done.attempt:
             return done.attempt
-        attempts = {int(m.key.split("/")[3]) for m in self.client.aio_list(f"runs/{self.id}/{tid}/")}
+        attempts = {int(m.key.split("/")[3]) for m in self.client.aio_list(layout.runs_prefix(self.id, tid))}
         if not attempts:
             return 1
         return max(attempts)

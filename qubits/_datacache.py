@@ -20,6 +20,8 @@ import re
 import time
 from pathlib import Path
 
+from . import _layout as layout
+
 DATA_CACHE_BYTES = 2 << 30
 """The default size cap of a node's data cache (override: QUBITS_DATA_CACHE_BYTES, e.g. 500M, 4G)."""
 PIN_SECONDS = 60.0
@@ -87,7 +89,7 @@ class DataCache:
     def put(self, digest: str, data: bytes, *, verify: bool = True) -> Path:
         """Store a blob (atomically); with ``verify``, refuse bytes that do not match the digest."""
         if verify and hashlib.sha256(data).hexdigest() != digest:
-            raise ValueError(f"data/{digest}: the bytes fetched do not match their digest (corrupt object?)")
+            raise ValueError(f"{layout.data_chunk(digest)}: the bytes fetched do not match their digest (corrupt object?)")
         target = self.path(digest)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".{digest}.{os.getpid()}.{time.monotonic_ns()}.tmp"

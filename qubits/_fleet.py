@@ -391,7 +391,7 @@ def start_fleet(
 
 def fleet_records(js: jobspaces.Jobspace, job: str | None = None) -> list[dict[str, Any]]:
     """The fleet records of ``job`` (or of every run)."""
-    prefix = f"fleet/{job}/" if job else "fleet/"
+    prefix = layout.fleet_prefix(job)
     out = []
     for meta in jobspaces.run_sync(js.list_all(prefix)):
         try:

@@ -101,7 +101,7 @@ async def _remove(js: Jobspace, job: str, under: list[str], ready: list[str], *,
     """Delete every object of ``job``, given its keys under ``jobs/{job}/`` and its ready entries; the
     number of objects. Resumable: the gc mark is written first and the job spec deleted last."""
     doomed = list(ready)
-    for prefix in (layout.done_prefix(job), f"runs/{job}/", layout.lease_prefix(job), f"quarantine/{job}/", f"fleet/{job}/"):
+    for prefix in (layout.done_prefix(job), layout.runs_prefix(job), layout.lease_prefix(job), layout.quarantine_prefix(job), layout.fleet_prefix(job)):
         doomed += [m.key async for m in js.list(prefix)]
     doomed += await _made_by(js, job)
     last = [layout.job_spec(job), layout.gc_mark(job)]
@@ -119,7 +119,7 @@ async def _remove(js: Jobspace, job: str, under: list[str], ready: list[str], *,
 async def remove_job(js: Jobspace, job: str) -> int:
     """Delete ``job`` and every object it wrote (specs, leases, done records, logs, outputs, ready entries,
     fleet records); the number of objects. The caller makes sure it is not running."""
-    under = [m.key async for m in js.list(f"jobs/{job}/")]
+    under = [m.key async for m in js.list(layout.job_prefix(job))]
     ready = []
     async for meta in js.list("ready/"):
         try:
@@ -164,7 +164,7 @@ async def collect(js: Jobspace, older_than: float, *, dry_run: bool = False, now
         except (jobspaces.NotFound, ValueError, KeyError, TypeError):
             verdict.reason = "its seal cannot be read"
             continue
-        total += sum(1 for k in keys if k.startswith(f"jobs/{job}/tasks/x/"))
+        total += sum(1 for k in keys if k.startswith(layout.dynamic_prefix(job)))
         done = [m async for m in js.list(layout.done_prefix(job))]
         verdict.finished = len(done) >= total
         verdict.last = max([spec_meta.mtime, *(m.mtime for m in done)])

@@ -62,6 +62,21 @@ def dynamic_task(job: str, task: str) -> str:
     return f"jobs/{job}/tasks/x/{task}.json"
 
 
+def job_prefix(job: str) -> str:
+    """Every object under ``jobs/{job}/``."""
+    return f"jobs/{job}/"
+
+
+def chunks_prefix(job: str) -> str:
+    """The job's numbered chunks (their names start with 0; the dynamic tasks' folder is ``x``)."""
+    return f"jobs/{job}/tasks/0"
+
+
+def dynamic_prefix(job: str) -> str:
+    """The tasks added while the job runs."""
+    return f"jobs/{job}/tasks/x/"
+
+
 def dynamic_tasks_prefix(job: str) -> str:
     return f"jobs/{job}/tasks/x/"
 
@@ -89,6 +104,15 @@ def all_waits(job: str) -> str:
 
 def invalid(job: str, task: str) -> str:
     return f"jobs/{job}/invalid/{task}"
+
+
+def invalid_prefix(job: str) -> str:
+    return f"jobs/{job}/invalid/"
+
+
+def all_waits_prefix(job: str) -> str:
+    """Every dependency edge of the job."""
+    return f"jobs/{job}/waits/"
 
 
 def released(job: str, task: str, round_: int) -> str:
@@ -138,6 +162,11 @@ def run_prefix(job: str, task: str, attempt: int) -> str:
     return f"runs/{job}/{task}/{attempt}/"
 
 
+def runs_prefix(job: str, task: str | None = None) -> str:
+    """Every attempt's objects of the job (or of one task)."""
+    return f"runs/{job}/{task}/" if task is not None else f"runs/{job}/"
+
+
 def task_runs(job: str, task: str) -> str:
     """The prefix of every attempt's output of a task (``{attempt}/{stdout|stderr}/{n}`` below it)."""
     return f"runs/{job}/{task}/"
@@ -163,6 +192,32 @@ def quarantine(job: str, task: str) -> str:
 
 def fleet(job: str, node: str) -> str:
     return f"fleet/{job}/{node}.json"
+
+
+def fleet_prefix(job: str | None = None) -> str:
+    return f"fleet/{job}/" if job else "fleet/"
+
+
+def quarantine_prefix(job: str) -> str:
+    return f"quarantine/{job}/"
+
+
+def ready_shard_prefix(shard: int) -> str:
+    """One shard of the ready index."""
+    return f"ready/{shard:x}/"
+
+
+ARCHIVE = "archive/"
+
+
+def archive_prefix(namespace: str, batch: str) -> str:
+    """A batch's archived results: ``{job}/…`` per job, and ``_init/{node}.log``."""
+    return f"{ARCHIVE}{namespace}/{batch}/"
+
+
+def archive_init_log(namespace: str, batch: str, node: str) -> str:
+    """The output of a batch's init step on one node."""
+    return f"{archive_prefix(namespace, batch)}_init/{node}.log"
 
 
 def gc_mark(job: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
+from . import _layout as layout
 from ._defaults import FORMAT_VERSION, MAX_ATTEMPTS
 from .errors import CorruptObject, NewerFormat
 
@@ -198,7 +199,7 @@ class Done(Record):
         try:
             return base64.b64decode(self.value, validate=True)
         except (ValueError, TypeError) as exc:
-            raise CorruptObject(f"done/{self.job}/{self.task}: its inline result is not base64 ({exc})") from None
+            raise CorruptObject(f"{layout.done(self.job, self.task)}: its inline result is not base64 ({exc})") from None
 
 
 @dataclass(frozen=True)

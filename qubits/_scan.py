@@ -40,7 +40,7 @@ class ReadyIndex:
         """Up to ``limit`` entries, from a random shard when the index is larger than a page."""
         keys: list[str] = []
         if self._last_full:
-            start = f"ready/{random.randrange(READY_SHARDS):x}/"
+            start = layout.ready_shard_prefix(random.randrange(READY_SHARDS))
             keys = [m.key async for m in self.js.list("ready/", start_after=start, limit=limit)]
             if len(keys) < limit:
                 keys += [

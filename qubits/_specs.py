@@ -334,12 +334,12 @@ class Specs:
         out: dict[str, tuple[str, TaskSpec]] = {}
         chunks = spec.chunks
         if not chunks:  # unsealed: read what exists so far
-            chunks = len([m async for m in self.js.list(f"jobs/{job}/tasks/0")])
+            chunks = len([m async for m in self.js.list(layout.chunks_prefix(job))])
         for i in range(chunks):
             name = _chunk_name(i)
             for tid, t in (await self.chunk(job, name)).items():
                 out[tid] = (name, t)
-        async for meta in self.js.list(f"jobs/{job}/tasks/x/"):
+        async for meta in self.js.list(layout.dynamic_prefix(job)):
             tid = meta.key.rsplit("/", 1)[1].removesuffix(".json")
             try:
                 out[tid] = ("x", await self.task(job, "x", tid))

@@ -31,11 +31,7 @@ from typing import Any
 import jobspaces
 from nodeagent._agent import Agent, AgentConfig
 from nodeagent._execute import Executor
-from qubits import _layout as layout
-from qubits._defaults import TASKS_PER_CHUNK
-from qubits._protocol import Claim
-from qubits._records import AttemptEnd, JobSpec, Outcome, TaskSpec
-from qubits._specs import Specs
+from qubits.protocol import TASKS_PER_CHUNK, AttemptEnd, Claim, JobSpec, Outcome, Specs, TaskSpec, layout
 
 from ._clock import WALL_START
 from ._store import Profile, SimJobspace, SimStore

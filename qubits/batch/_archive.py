@@ -36,12 +36,12 @@ from ..errors import NotFoundError, UsageError
 from ._distribute import source_of
 from ._model import NAME
 
-ARCHIVE = "archive/"
+ARCHIVE = layout.ARCHIVE
 
 
 def job_prefix(namespace: str, batch: str, job: str) -> str:
     """The archive folder of one batch job."""
-    return f"{ARCHIVE}{namespace}/{batch}/{job}/"
+    return f"{layout.archive_prefix(namespace, batch)}{job}/"
 
 
 def batch_of(spec: JobSpec) -> dict[str, Any]:
@@ -141,13 +141,13 @@ def resolve_source(client: Client, source: str | None) -> tuple[str | None, JobS
         if not NAME.fullmatch(ns) or not NAME.fullmatch(batch):
             raise UsageError(f"{source!r} is not namespace/batch (plain names, no further '/')")
         latest = [s for s in client.jobs() if s.kind == "batch" and s.name == f"{ns}/{batch}"]
-        return f"{ARCHIVE}{ns}/{batch}/", (latest[-1] if latest else None)
+        return layout.archive_prefix(ns, batch), (latest[-1] if latest else None)
     job = client.last() if source in (None, "", "last") else client.job(source)
     spec = job.spec()
     if spec.kind != "batch":
         return None, spec
     cfg = batch_of(spec)
-    return f"{ARCHIVE}{cfg['namespace']}/{cfg['batch']}/", spec
+    return layout.archive_prefix(cfg["namespace"], cfg["batch"]), spec
 
 
 def entries(client: Client, prefix: str, spec: JobSpec | None = None) -> list[Entry]:

@@ -25,6 +25,8 @@ from urllib.parse import quote, urlsplit
 
 import tenacity
 
+from .. import _layout as layout
+
 log = logging.getLogger("qubits.notify")
 
 TIMEOUT = 10.0
@@ -130,7 +132,7 @@ def batch_event(cfg: dict[str, Any], job: str, counts: dict[str, int], failed: l
     text += f" [job {job}]"
     return {
         "event": "batch.finished" if ok else "batch.failed", "namespace": cfg["namespace"], "batch": cfg["batch"],
-        "job": job, "counts": counts, "failed": failed, "archive": f"archive/{cfg['namespace']}/{cfg['batch']}/", "text": text,
+        "job": job, "counts": counts, "failed": failed, "archive": layout.archive_prefix(cfg["namespace"], cfg["batch"]), "text": text,
     }
 
 
@@ -142,5 +144,5 @@ def job_event(cfg: dict[str, Any], job: str, name: str, outcome: str, node: str,
     return {
         "event": f"job.{outcome}", "namespace": cfg["namespace"], "batch": cfg["batch"], "job": job, "name": name,
         "outcome": outcome, "node": node, "attempt": attempt, "error": error, "text": text,
-        "archive": f"archive/{cfg['namespace']}/{cfg['batch']}/{name}/",
+        "archive": f"{layout.archive_prefix(cfg['namespace'], cfg['batch'])}{name}/",
     }

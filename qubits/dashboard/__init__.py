@@ -12,4 +12,4 @@ from ._read import public_url
 from ._security import LOOPBACK_BINDS, needs_token, new_token
 from .app import create_app, listen, serve, server
 
-__all__ = ["LOOPBACK_BINDS", "Hub", "create_app", "listen", "needs_token", "new_token", "public_url", "serve", "server"]
+__all__ = ["Hub", "LOOPBACK_BINDS", "create_app", "listen", "needs_token", "new_token", "public_url", "serve", "server"]

@@ -50,7 +50,7 @@ class Picture:
         for, static or found at run time), done records, and leases of what is not decided."""
         js = jobspaces.SyncJobspace(job.client.aio)
         spec = job.spec()
-        prefix = f"jobs/{job.id}/waits/"
+        prefix = layout.all_waits_prefix(job.id)
         for meta in js.list(prefix):
             dep, _, waiter = meta.key[len(prefix) :].partition("/")
             if waiter == ROOT or "/" in waiter or dep.startswith("~x~"):

@@ -85,7 +85,7 @@ class JobView:
     def invalid(self) -> set[str]:
         """Task ids whose output was found missing (listed once per process)."""
         if self._invalid is None:
-            prefix = f"jobs/{self.job.id}/invalid/"
+            prefix = layout.invalid_prefix(self.job.id)
             self._invalid = {m.key[len(prefix) :] for m in self.js.list(prefix)}
         return self._invalid
 
@@ -175,7 +175,7 @@ class JobView:
         """
         for dep in deps:
             self.js.put(layout.wait_edge(self.job.id, dep, task), b"")
-        prefix = f"jobs/{self.job.id}/waits/"
+        prefix = layout.all_waits_prefix(self.job.id)
         waits: dict[str, set[str]] = defaultdict(set)
         for meta in self.js.list(prefix):
             dep, _, waiter = meta.key[len(prefix) :].partition("/")
