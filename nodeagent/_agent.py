@@ -35,6 +35,7 @@ from qubits.protocol import (
     ReadyEntry,
     ReadyIndex,
     Specs,
+    Step,
     TaskSpec,
     UnsafeArchive,
     __version__,
@@ -396,8 +397,9 @@ class Agent:
             self._kick.set()
 
     async def _settle(self, claim: Claim, result: AttemptEnd) -> None:
-        """Commit, retry or drop an attempt according to how it ended."""
-        if result.outcome is None:
+        """Commit, retry or drop an attempt, as the retry policy decides from how it ended."""
+        decision = self.proto.retry.decide(result, claim.lease, claim.spec, draining=self.draining)
+        if decision.step is Step.DROP:
             if result.error == "lease lost":
                 self.count("lost")
                 log.warning(
@@ -405,25 +407,23 @@ class Agent:
                     extra={"action": "lost", "job": claim.job, "task": claim.task, "attempt": claim.attempt, "node": self.config.name},
                 )
             return  # lease lost or handed back by the executor
-        if result.outcome is Outcome.SUCCEEDED or result.outcome is Outcome.CANCELLED or result.final:
-            await self.proto.commit(claim, result.outcome, error=result.error, exit_code=result.exit_code, has_result=result.has_result, value=result.value, linger=True)
-            self._bury(claim)
-            self.count("commits")
-            self.count("succeeded" if result.outcome is Outcome.SUCCEEDED else "failures" if result.outcome is Outcome.FAILED else "cancelled")
-            await self.executor.after_commit(claim, result.outcome)
-            return
-        if self.draining and result.interrupted:
+        if decision.step is Step.HAND_BACK:
             await self.proto.release(claim, failed=False, error="the agent was stopped")
             return
-        if claim.lease.failures + 1 >= claim.spec.max_attempts:
-            await self.proto.commit(claim, Outcome.FAILED, error=result.error, exit_code=result.exit_code, failures=claim.lease.failures + 1, linger=True)
-            self._bury(claim)
-            self.count("commits")
-            self.count("failures")
-            await self.executor.after_commit(claim, Outcome.FAILED)
-        else:
+        if decision.step is Step.RETRY:
             await self.proto.release(claim, failed=True, error=result.error, exit_code=result.exit_code)
             self.count("retries")
+            return
+        outcome = decision.outcome
+        assert outcome is not None
+        if decision.failures is None:
+            await self.proto.commit(claim, outcome, error=result.error, exit_code=result.exit_code, has_result=result.has_result, value=result.value, linger=True)
+        else:  # the last attempt failed
+            await self.proto.commit(claim, outcome, error=result.error, exit_code=result.exit_code, failures=decision.failures, linger=True)
+        self._bury(claim)
+        self.count("commits")
+        self.count("succeeded" if outcome is Outcome.SUCCEEDED else "failures" if outcome is Outcome.FAILED else "cancelled")
+        await self.executor.after_commit(claim, outcome)
 
     def _bury(self, claim: Claim) -> None:
         """Delete a committed lease once it has lingered (see TOMBSTONE_LINGER)."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -31,9 +30,11 @@ import jobspaces
 from jobspaces import Jobspace
 
 from . import _layout as layout
-from ._defaults import RETRY_BACKOFF, RETRY_BACKOFF_MAX, TAKEOVER_MARGIN, TOMBSTONE_LINGER
+from ._defaults import TAKEOVER_MARGIN, TOMBSTONE_LINGER
 from ._ids import new_token
 from ._records import Done, Lease, LeaseState, Outcome, TaskSpec
+from ._retry import DEFAULT as DEFAULT_RETRY
+from ._retry import RetryPolicy
 
 log = logging.getLogger("qubits.protocol")
 
@@ -137,17 +138,10 @@ def due_in(lease: Lease | None, silent_for: float, default_ttl: float) -> float 
     return None
 
 
-def backoff(spec: TaskSpec, failures: int) -> float:
-    """Seconds before the next attempt after ``failures`` failures: exponential with full jitter."""
-    base = spec.backoff if spec.backoff is not None else RETRY_BACKOFF
-    cap = min(RETRY_BACKOFF_MAX, base * 2 ** max(0, failures - 1))
-    return random.uniform(cap / 2, cap)
-
-
 class Protocol:
     """The lease operations of one participant (an agent, or a client acting on a job)."""
 
-    def __init__(self, js: Jobspace, holder: str, ttl: float) -> None:
+    def __init__(self, js: Jobspace, holder: str, ttl: float, retry: RetryPolicy = DEFAULT_RETRY) -> None:
         if not js.conditional_writes:
             from .errors import UnsafeJobspace
 
@@ -155,6 +149,8 @@ class Protocol:
         self.js = js
         self.holder = holder
         self.ttl = ttl
+        self.retry = retry
+        """When a task is out of attempts, and how long a retry waits (``qubits._retry``)."""
         self.observer = Observer()
         self.on_decided: Callable[[str, str, str], Awaitable[None]] | None = None
         """Called once a task's done record exists, before its lease is deleted (dependents)."""
@@ -254,7 +250,7 @@ class Protocol:
             value=None,
             wall=now,
         )
-        if failures >= spec.max_attempts:
+        if self.retry.exhausted(spec, failures):
             # Lost too often: the dead letter, decided through the same fenced path as any commit.
             dead = Claim(current.job, current.task, current.chunk, spec, replace(current, history=history), etag)
             try:
@@ -310,7 +306,7 @@ class Protocol:
             state=LeaseState.RELEASED,
             seq=claim.lease.seq + 1,
             failures=failures,
-            delay=backoff(claim.spec, failures) if failed else 0.0,
+            delay=self.retry.backoff(claim.spec, failures) if failed else 0.0,
             history=history,
             error=error,
             exit_code=exit_code,

@@ -6,6 +6,7 @@ with a release note. ``tests/unit/test_surface.py`` keeps every ``__all__`` sort
 
     records     AttemptEnd, JobSpec, Lease, LeaseState, NodeInfo, Outcome, TaskSpec
     protocol    Protocol (claim, renew, release, commit, take over), Claim, LeaseLost, due_in
+    retry       RetryPolicy (decide, exhausted, backoff), Decision, Step
     finding     ReadyIndex, ReadyEntry, live_leases, Specs, Dag
     kinds       the task-kind registry (``kinds.runner``, ``kinds.after_commit`` …)
     layout      where every object lives
@@ -38,6 +39,7 @@ from ._ids import XREF, default_node_name, new_job_id
 from ._logs import Frame, split
 from ._protocol import Claim, LeaseLost, Protocol, due_in
 from ._records import AttemptEnd, JobSpec, Lease, LeaseState, NodeInfo, Outcome, TaskSpec
+from ._retry import Decision, RetryPolicy, Step
 from ._scan import ReadyEntry, ReadyIndex, live_leases
 from ._schedule import Schedule, due, fire, list_schedules
 from ._shares import person
@@ -53,6 +55,7 @@ __all__ = [
     "DASHBOARD_INTERVAL",
     "Dag",
     "DataCache",
+    "Decision",
     "FAIR_SHARE_HALF_LIFE",
     "Frame",
     "INLINE_RESULT_MAX",
@@ -71,10 +74,12 @@ __all__ = [
     "RENEW_FRACTION",
     "ReadyEntry",
     "ReadyIndex",
+    "RetryPolicy",
     "SCHEDULE_REFRESH",
     "STOP_TIMEOUT",
     "Schedule",
     "Specs",
+    "Step",
     "TASKS_PER_CHUNK",
     "TOMBSTONE_LINGER",
     "TaskSpec",
