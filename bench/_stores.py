@@ -93,7 +93,7 @@ class MotoStore(Store):
         self.server = Moto().start()
 
     def fresh_url(self) -> str:
-        self.last_bucket = self.moto.bucket(f"bench-{uuid.uuid4().hex[:10]}")
+        self.last_bucket = self.moto.create_bucket(f"bench-{uuid.uuid4().hex[:10]}")
         return self.moto.url(self.last_bucket, "js")
 
     def discard(self, url: str) -> None:

@@ -370,13 +370,13 @@ def _s3_pair(store: str, server: Any, p: dict[str, Any], kinds: list[str], qubit
     counter = iter(range(10**6))
 
     def buquet_target() -> dict[str, str]:
-        bucket = server.bucket(f"bq-{os.getpid()}-{next(counter)}", versioning=True)
+        bucket = server.create_bucket(f"bq-{os.getpid()}-{next(counter)}", versioning=True)
         return {"S3_ENDPOINT": server.endpoint, "S3_BUCKET": bucket}
 
     def qubits_target() -> dict[str, str]:
         n = next(counter)
         if moto:
-            bucket = moto.bucket(f"qb-{os.getpid()}-{n}")
+            bucket = moto.create_bucket(f"qb-{os.getpid()}-{n}")
             return {"url": moto.url(bucket, "js"), "bucket": bucket, "prefix": "js"}
         return {"url": server.url(f"qb{n}")}
 

@@ -15,7 +15,14 @@ from collections.abc import Iterator
 import pytest
 
 from jobspaces import MemoryJobspace
-from tests.servers import AzuriteServer, FakeGcsServer, MotoServer, SeaweedServer, ServerProcess, ServerUnavailable
+from jobspaces.testing.servers import (
+    AzuriteServer,
+    FakeGcsServer,
+    MotoServer,
+    SeaweedServer,
+    ServerProcess,
+    ServerUnavailable,
+)
 from tests.tools import tool_missing
 
 _DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}

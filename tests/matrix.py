@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import _azurite_exe, _venv_bin
+from jobspaces.testing.servers import _azurite_exe, venv_bin
 
 START, END = "<!-- store-matrix -->", "<!-- /store-matrix -->"
 
@@ -41,7 +41,7 @@ def _run(argv: list[str]) -> str:
 
 
 def _seaweed() -> str:
-    exe = _venv_bin("weed")
+    exe = venv_bin("weed")
     text = _run([exe, "version"]) if exe else ""
     found = re.search(r"version \S+ ([\d.]+)", text)
     return f"SeaweedFS {found.group(1)} (`weed mini`)" if found else "SeaweedFS (not installed)"

@@ -1,6 +1,24 @@
-"""What a jobspace backend needs to prove itself: the conformance suite (``JobspaceConformance``), to
-subclass in a test module with a ``jobspace`` fixture. Needs pytest (the ``test`` extra)."""
+"""What a jobspace backend needs to prove itself, shipped with the package (as fsspec ships its abstract
+tests): the conformance suite ``JobspaceConformance``, to subclass in a test module with a ``jobspace``
+fixture (it needs pytest, the ``test`` extra), and the real server processes it can run against
+(``jobspaces.testing.servers``: moto, SeaweedFS, fake-gcs-server, Azurite; the benchmark uses them too).
 
-from .abstract import BAD_KEYS, JobspaceConformance, MiB, reads_only
+The suite loads on first use, so that importing ``jobspaces.testing.servers`` does not need pytest.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .abstract import BAD_KEYS, JobspaceConformance, MiB, reads_only
 
 __all__ = ["BAD_KEYS", "JobspaceConformance", "MiB", "reads_only"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import abstract
+
+        return getattr(abstract, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import FakeGcsServer, MotoServer, free_port
+from jobspaces.testing.servers import FakeGcsServer, MotoServer, free_port
 
 POLICY = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}'
 

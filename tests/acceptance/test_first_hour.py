@@ -185,7 +185,7 @@ def test_a_server_that_does_not_resolve_is_unreachable_in_one_line() -> None:
 
 
 def test_an_endpoint_that_is_down_is_named_unreachable_and_no_secret_shows(tmp_path: Path) -> None:
-    from tests.servers import free_port
+    from jobspaces.testing.servers import free_port
 
     endpoint = f"http://127.0.0.1:{free_port()}"
     url = f"s3://b/p?endpoint={endpoint}&budget=1&aws_secret_access_key=SEKRET-42"

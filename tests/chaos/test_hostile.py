@@ -26,11 +26,11 @@ import pytest
 import jobspaces
 import qubits
 from jobspaces import run_sync
+from jobspaces.testing.servers import MotoServer
 from qubits import _layout as layout
 from qubits._records import Done, JobSpec, Lease, TaskSpec
 from qubits.errors import CorruptObject, UsageError
 from tests.agents import AgentProcess, run_cli
-from tests.servers import MotoServer
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 import qubits
+from jobspaces.testing.servers import MotoServer
 from qubits._records import TaskSpec
 from tests.agents import AgentProcess
 from tests.chaos.netns import NetnsLink, why_no_netns
 from tests.chaos.proxy import TcpProxy
-from tests.servers import MotoServer
 from tests.tools import require_tools
 
 _WHY = why_no_netns()

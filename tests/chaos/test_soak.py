@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from jobspaces.testing.servers import FakeGcsServer, MotoServer
 from tests.chaos.harness import FLEET_FAULTS, PROXY_FAULTS, STORE_FAULTS, ChaosRun, Figures, Plan, faketime_missing
-from tests.servers import FakeGcsServer, MotoServer
 from tests.tools import require
 
 

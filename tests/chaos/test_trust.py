@@ -22,10 +22,10 @@ import pytest
 
 import qubits
 from jobspaces import run_sync
+from jobspaces.testing.servers import MotoServer
 from qubits import _layout as layout
 from qubits._records import JobSpec, TaskSpec
 from tests.agents import AgentProcess, run_cli
-from tests.servers import MotoServer
 from tests.tools import require_tools
 
 SECRET = "correct horse battery staple"

