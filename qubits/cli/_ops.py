@@ -19,17 +19,8 @@ from rich.text import Text
 
 import jobspaces
 from qubits import Client, Job, __version__, connect
-from qubits._fleet import (
-    FleetOptions,
-    Node,
-    Started,
-    fleet_records,
-    kill_fleet,
-    local_jobspace,
-    parse_nodes,
-    pssh,
-    start_fleet,
-)
+from qubits._fleet import FleetOptions, Started, fleet_records, kill_fleet, local_jobspace, pssh, start_fleet
+from qubits._hosts import Node, parse_nodes
 from qubits.errors import QubitsError, UsageError
 
 from . import EXIT_FAILED, EXIT_OK, add_jobspace_option, env_default

@@ -11,8 +11,8 @@ import pytest
 import jobspaces
 import qubits
 from qubits import _layout as layout
-from qubits._fleet import Node, parse_nodes
 from qubits._gc import collect
+from qubits._hosts import Node, parse_nodes
 from qubits._records import Done, TaskSpec
 from qubits._wheel import build_wheel
 from qubits.errors import UsageError
