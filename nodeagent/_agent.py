@@ -11,8 +11,10 @@ import random
 import signal
 import socket
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jobspaces
 from jobspaces import Jobspace
@@ -21,6 +23,11 @@ from qubits import _layout as layout
 from qubits._bundle import UnsafeArchive
 from qubits._defaults import (
     CANCEL_CHECK,
+    HINT_LISTEN,
+    HINT_PEER_GAP,
+    IDLE_LIST_POLLS,
+    IDLE_PRESENCE_POLLS,
+    IDLE_SCAN_POLLS,
     LEASE_TTL,
     MIN_TTL,
     PRESENCE_INTERVAL,
@@ -39,6 +46,7 @@ from ._control import Control
 from ._execute import Executor, Result
 from ._leases import scan_leases
 from ._metrics import Histogram
+from ._wake import WakeSources
 
 log = logging.getLogger("qubits.agent")
 
@@ -59,6 +67,10 @@ class AgentConfig:
     max_idle_poll: float | None = None
     jobs: list[str] = field(default_factory=list)
     """Only claim tasks of these jobs (empty: any job)."""
+    notify: bool = True
+    """Wait on kernel file notifications on a local directory (False: poll)."""
+    hint_listen: str | None = HINT_LISTEN
+    """Where to listen for wake hints (``HOST[:PORT]``); None: take none."""
 
 
 class Agent:
@@ -93,6 +105,13 @@ class Agent:
         self._started = time.time()
         self.counters: dict[str, int] = {}
         self.renew_seconds = Histogram()
+        self.wakes = WakeSources(self._woken, local_dir=js.local_dir, notify=config.notify,
+                                 hint_listen=config.hint_listen, count=self.count)
+        self.specs.hinter.exclude = config.name
+        self._hinted = False
+        self._last_peer_hint = float("-inf")
+        self._report_every = PRESENCE_INTERVAL
+        self._background: set[asyncio.Task[object]] = set()
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
@@ -131,10 +150,15 @@ class Agent:
         self.control.register(os.getpid())
         self._reload_control()
         log.info("start", extra={"action": "start", "node": self.config.name})
+        await self.wakes.start()
         await self._presence()
         low, high = self.js.idle_poll
         if self.config.max_idle_poll:
             high = self.config.max_idle_poll
+        # Idle, an agent on an object store makes about one HEAD a minute and a few PUTs and LISTs an
+        # hour (issue 18: <= 100 requests an hour); submits reach it through hints or notifications.
+        quiet = max(30.0, 4 * self.config.ttl, high * IDLE_SCAN_POLLS)
+        idle_report = max(PRESENCE_INTERVAL * 8, high * IDLE_PRESENCE_POLLS)
         interval = low
         next_presence = time.monotonic() + PRESENCE_INTERVAL
         next_scan = time.monotonic() + random.uniform(0, self.config.ttl)
@@ -163,10 +187,15 @@ class Agent:
                     if self.free_slots() > 0:
                         # Poll while the index had work; when it looked empty, only on a wake signal
                         # (one cheap HEAD) or now and then as a safety net.
-                        woke = False if self._backlog else await self._wake_changed()
+                        hinted, self._hinted = self._hinted, False
+                        woke = False if self._backlog else hinted or await self._wake_changed()
                         if self._backlog or woke or now >= next_forced_poll:
                             found = await self._fill_slots()
-                            next_forced_poll = now + max(high * 12, 60.0)
+                            next_forced_poll = now + max(high * IDLE_LIST_POLLS, 60.0)
+                            if hinted:  # note the wake object's version too, once the claims are made
+                                await self._wake_changed()
+                            if found and self.free_slots() <= 0 and len(self._spare) > self._spare_pos:
+                                self._hint_peers(now)
                         if (woke or self._backlog) and not self._leases_seen:
                             # Work arrived, so leases will exist: watch them as often as while they do,
                             # or a holder's death would wait for the quiet scan (30 s or more).
@@ -175,6 +204,7 @@ class Agent:
                     if found:
                         interval = low
                         self._last_work = now
+                        next_presence = min(next_presence, now + PRESENCE_INTERVAL)
                     else:
                         if self.running:
                             self._last_work = now
@@ -185,13 +215,13 @@ class Agent:
                         # Often while leases exist, rarely when there are none to watch; and again the
                         # moment a silent lease may be taken over (a takeover comes within ttl + margin +
                         # one scan interval of the holder's last renewal, not one more interval later).
-                        quiet = max(30.0, 4 * self.config.ttl)
                         next_scan = now + (max(0.25, self.config.ttl / 4) if scan.others else quiet)
                         if scan.due is not None:
                             next_scan = min(next_scan, scan.due + 0.01)
                     if now >= next_presence:
+                        self._report_every = PRESENCE_INTERVAL if self.running else idle_report
                         await self._presence()
-                        next_presence = now + (PRESENCE_INTERVAL if self.running else PRESENCE_INTERVAL * 8)
+                        next_presence = now + self._report_every
                 except jobspaces.TransientError as exc:
                     # The store is out of reach for now (network, 5xx, throttling). Running tasks fence
                     # themselves if it lasts; the agent backs off and tries again rather than exiting.
@@ -222,6 +252,7 @@ class Agent:
             await self._stop_all()
             return 3
         finally:
+            self.wakes.close()
             self.control.unregister()
             with contextlib.suppress(jobspaces.JobspaceError):
                 await self._presence(stopped=True)
@@ -233,6 +264,28 @@ class Agent:
             log.info("drain", extra={"action": "drain", "node": self.config.name})
         self.draining = True
         self._kick.set()
+
+    def _woken(self) -> None:
+        """A notification or a hint: work may be waiting; list the ready index now."""
+        self._hinted = True
+        self._kick.set()
+
+    def _hint_peers(self, now: float) -> None:
+        """The queue holds more than this agent can take: wake its idle peers (in the background)."""
+        if now - self._last_peer_hint < HINT_PEER_GAP:
+            return
+        self._last_peer_hint = now
+
+        async def hint() -> None:
+            self.count("peer_hints", await self.specs.hinter.hint_idle())
+
+        self._in_background(hint())
+
+    def _in_background(self, work: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     def _reload_control(self) -> None:
         before = self.control.paused
@@ -340,15 +393,20 @@ class Agent:
         self.running[f"{claim.job}/{claim.task}"] = (claim, task)
 
     async def _run_claim(self, claim: Claim, ready_key: str | None) -> None:
+        # The ready entry is a hint and our lease decides the task: its DELETE is off the task's path,
+        # and finished before anything here writes again (a release puts the entry back).
+        forget = self._in_background(self._forget(ready_key)) if ready_key else None
         try:
-            if ready_key:
-                with contextlib.suppress(jobspaces.JobspaceError):
-                    await self.js.delete(ready_key)
-            if await self.is_cancelled(claim.job):
+            try:
+                cancelled = await self.is_cancelled(claim.job)
+                result = None if cancelled else await self.executor.run(claim)
+            finally:
+                if forget is not None:
+                    await forget
+            if result is None:
                 await self.proto.commit(claim, Outcome.CANCELLED, error="the job was cancelled")
                 await self.executor.after_commit(claim, Outcome.CANCELLED)
                 return
-            result = await self.executor.run(claim)
             await self._settle(claim, result)
         except LeaseLost as exc:
             self.count("lost")
@@ -379,6 +437,10 @@ class Agent:
             self.running.pop(f"{claim.job}/{claim.task}", None)
             self._last_work = time.monotonic()
             self._kick.set()
+
+    async def _forget(self, ready_key: str) -> None:
+        with contextlib.suppress(jobspaces.JobspaceError):
+            await self.js.delete(ready_key)
 
     async def _settle(self, claim: Claim, result: Result) -> None:
         """Commit, retry or drop an attempt according to how it ended."""
@@ -453,6 +515,9 @@ class Agent:
             wall=time.time(),
             seq=self._presence_seq,
             stopped=stopped,
+            wake=self.wakes.mode,
+            hint=self.wakes.hint_address,
+            report_every=self._report_every,
         )
         with contextlib.suppress(jobspaces.TransientError):
             await self.js.put(layout.node(self.config.name), info.to_json())

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
-from ._defaults import FORMAT_VERSION, MAX_ATTEMPTS
+from ._defaults import FORMAT_VERSION, MAX_ATTEMPTS, NODE_LOST_AFTER
 from .errors import CorruptObject, NewerFormat
 
 R = TypeVar("R", bound="Record")
@@ -219,3 +219,14 @@ class NodeInfo(Record):
     wall: float = 0.0
     seq: int = 0
     stopped: bool = False
+    wake: str = ""
+    """How the agent learns of new work while idle: 'notify' (kernel file notifications on a local
+    directory), 'hint' (UDP wake hints, at ``hint``) or 'poll' (only its idle poll)."""
+    hint: str = ""
+    """``ip:port`` where the agent takes wake hints; empty when it takes none."""
+    report_every: float = 0.0
+    """Seconds until the agent's next presence update (idle agents report rarely: a PUT costs money)."""
+
+    def lost_after(self) -> float:
+        """Seconds without a presence update before this agent counts as lost."""
+        return max(NODE_LOST_AFTER, 3 * self.report_every)

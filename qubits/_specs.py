@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,14 +19,11 @@ from jobspaces import Jobspace
 
 from . import _layout as layout
 from ._defaults import MAX_SPEC_BYTES, TASKS_PER_CHUNK, WAKE_MIN_INTERVAL
+from ._hints import Hinter
+from ._hints import secret as _secret
 from ._ids import submitter
 from ._records import JobSpec, TaskSpec
 from .errors import CorruptObject, NotFoundError, TamperedJob, UsageError
-
-
-def _secret() -> bytes | None:
-    value = os.environ.get("QUBITS_SECRET")
-    return value.encode() if value else None
 
 
 def sign(job_bytes: bytes, digests: list[str]) -> str | None:
@@ -79,6 +77,9 @@ class Specs:
         self._cache_size = cache_size
         self._last_wake = 0.0
         self._pending_wake: asyncio.Task[None] | None = None
+        self.hinter = Hinter(js)
+        """Wakes idle agents after a wake (UDP hints to those that publish an address)."""
+        self._peer_read: asyncio.Task[None] | None = None
         self._job_bytes: dict[str, bytes] = {}
         self._digests: dict[str, list[str]] = {}
 
@@ -96,6 +97,8 @@ class Specs:
         With ``dag``, the dependency edges of every task are written before any task is ready, and
         only tasks without dependencies become ready (the rest are released as dependencies finish).
         """
+        # Read who to hint while the job is written, so the hints leave the moment it is.
+        self._peer_read = asyncio.get_running_loop().create_task(self._read_peers())
         job = replace(
             job,
             created=job.created or time.time(),
@@ -209,6 +212,14 @@ class Specs:
             await self.js.put(layout.WAKE, os.urandom(8).hex().encode())
         except jobspaces.JobspaceError:
             pass  # a hint: agents poll anyway, only later
+        if self._peer_read is not None:
+            await self._peer_read
+            self._peer_read = None
+        await self.hinter.hint_idle()
+
+    async def _read_peers(self) -> None:
+        with contextlib.suppress(jobspaces.JobspaceError):
+            await self.hinter.refresh()
 
     # -- read --------------------------------------------------------------------------------------
     async def job(self, job: str) -> JobSpec:

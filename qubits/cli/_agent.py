@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qubits._defaults import HINT_LISTEN
+
 from . import EXIT_OK, EXIT_USAGE, add_jobspace_option, env_default
 from ._common import console, require_jobspace
 
@@ -80,9 +82,19 @@ def cmd_agent(args: argparse.Namespace) -> int:
         stop_timeout=args.stop_timeout,
         max_idle_poll=args.max_idle_poll,
         jobs=list(args.job),
+        notify=args.notify != "off",
+        hint_listen=None if args.hint_listen in ("", "off") else args.hint_listen,
     )
     if args.name:
         config.name = args.name
+    if config.hint_listen:
+        from nodeagent._wake import parse_listen
+        from qubits.errors import UsageError
+
+        try:
+            parse_listen(config.hint_listen)
+        except ValueError as exc:
+            raise UsageError(f"--hint-listen {config.hint_listen!r} is not an address ({exc}): give HOST[:PORT], e.g. 10.0.0.5:7999, or off") from None
     agent = Agent(config, js)
     if args.pause_when_busy:
         from nodeagent._control import DEFAULT_BUSY_WATCH, BusyWatch, parse_duration
@@ -201,6 +213,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--exit-when-idle", type=float, metavar="SECONDS", help="exit after this long with nothing to do")
     p.add_argument("--stop-timeout", type=float, default=60.0, help="seconds running tasks get after SIGTERM before their leases are released")
     p.add_argument("--max-idle-poll", type=float, help="longest pause between polls when idle (seconds)")
+    p.add_argument("--notify", choices=("auto", "off"), default=env_default("QUBITS_NOTIFY", "auto") or "auto",
+                   help="on a local directory, wait on kernel file notifications (auto; polls where they cannot work, "
+                        "e.g. NFS) or only poll (off) (env QUBITS_NOTIFY)")
+    p.add_argument("--hint-listen", metavar="HOST[:PORT]", default=env_default("QUBITS_HINT_LISTEN", HINT_LISTEN),
+                   help=f"listen for wake hints from submitters on this UDP address, published in the agent's presence "
+                        f"(default {HINT_LISTEN}, this host only; e.g. 10.0.0.5:7999 for a fleet; 'off': none; env QUBITS_HINT_LISTEN)")
     p.add_argument("--name", default=env_default("QUBITS_NODE"), help="agent name (default host-pid; env QUBITS_NODE)")
     p.add_argument("--job", action="append", default=[], help="only run tasks of this job (repeatable)")
     p.add_argument("--pause-when-busy", metavar="IDLE", default=env_default("QUBITS_PAUSE_WHEN_BUSY"),

@@ -14,16 +14,12 @@ from rich.text import Text
 from qubits import Client, JobStatus, NodeInfo, __version__
 from qubits._records import JobSpec
 
-LOST_AFTER = 6 * 60
-"""Seconds without a presence update after which an agent counts as lost (idle agents report every
-two minutes, busy ones every 15 s)."""
-
 
 def node_state(info: NodeInfo, age: float) -> str:
     """live, paused, draining, stopped or lost."""
     if info.stopped:
         return "stopped"
-    if age >= LOST_AFTER:
+    if age >= info.lost_after():
         return "lost"
     if info.paused:
         return "paused"
@@ -54,7 +50,7 @@ _STATE_STYLE = {"live": "green", "paused": "yellow", "draining": "magenta", "sto
 def nodes_table(nodes: list[tuple[NodeInfo, float]], *, title: str, show_all: bool = False) -> Table:
     """One row per agent (live ones, or all with ``show_all``): state, slots, running tasks, version."""
     table = Table(title=title, title_justify="left", expand=False)
-    for col in ("node", "host", "state", "slots", "running", "capabilities", "version", "last seen"):
+    for col in ("node", "host", "state", "slots", "running", "capabilities", "wake", "version", "last seen"):
         table.add_column(col, overflow="fold")
     rows = sorted(nodes, key=lambda n: (node_state(*n) in ("stopped", "lost"), n[0].name))
     for info, age in rows:
@@ -72,7 +68,7 @@ def nodes_table(nodes: list[tuple[NodeInfo, float]], *, title: str, show_all: bo
             running += f" {names}" + (" …" if len(info.running) > 3 else "")
         version = info.version if info.version == __version__ else f"[yellow]{info.version} (skew)[/]"
         table.add_row(info.name, info.host, f"[{_STATE_STYLE[state]}]{label}[/]", str(info.slots), running,
-                      ",".join(info.capabilities), version, _ago(age))
+                      ",".join(info.capabilities), info.wake or "-", version, _ago(age))
     return table
 
 
