@@ -11,16 +11,14 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jobspaces
 from jobspaces import Jobspace
 from qubits import __version__
 from qubits import _layout as layout
-from qubits._bundle import UnsafeArchive
 from qubits._defaults import (
     CANCEL_CHECK,
     HINT_LISTEN,
@@ -33,22 +31,23 @@ from qubits._defaults import (
     PRESENCE_INTERVAL,
     READY_PAGE_REUSE,
     STOP_TIMEOUT,
-    TOMBSTONE_LINGER,
 )
 from qubits._ids import default_node_name
 from qubits._protocol import Claim, LeaseLost, Protocol
-from qubits._records import LeaseState, NodeInfo, Outcome, TaskSpec
+from qubits._records import NodeInfo, Outcome, TaskSpec
 from qubits._scan import ReadyEntry, ReadyIndex
 from qubits._specs import Specs
 from qubits.errors import CorruptObject, NewerFormat, NotFoundError, QubitsError, TamperedJob
 
 from ._control import Control
-from ._execute import Executor, Result
+from ._execute import Executor
 from ._leases import scan_leases
 from ._metrics import Histogram
+from ._running import ClaimRunner
 from ._wake import WakeSources
 
 log = logging.getLogger("qubits.agent")
+T = TypeVar("T")
 
 
 @dataclass
@@ -73,7 +72,7 @@ class AgentConfig:
     """Where to listen for wake hints (``HOST[:PORT]``); None: take none."""
 
 
-class Agent:
+class Agent(ClaimRunner):
     """One node agent. ``await Agent(config, js).run()`` returns the process exit code."""
 
     def __init__(self, config: AgentConfig, js: Jobspace) -> None:
@@ -111,7 +110,7 @@ class Agent:
         self._hinted = False
         self._last_peer_hint = float("-inf")
         self._report_every = PRESENCE_INTERVAL
-        self._background: set[asyncio.Task[object]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
@@ -133,10 +132,17 @@ class Agent:
             if amount
         )
 
-    async def is_cancelled(self, job: str, max_age: float = CANCEL_CHECK) -> bool:
+    def cancel_known(self, job: str, max_age: float = CANCEL_CHECK) -> bool | None:
+        """Whether ``job`` is cancelled, if checked recently enough; None if it must be checked."""
         cached = self._cancelled.get(job)
         if cached is not None and (cached[0] or time.monotonic() - cached[1] < max_age):
             return cached[0]
+        return None
+
+    async def is_cancelled(self, job: str, max_age: float = CANCEL_CHECK) -> bool:
+        known = self.cancel_known(job, max_age)
+        if known is not None:
+            return known
         flag = await self.js.exists(layout.cancel(job))
         self._cancelled[job] = (flag, time.monotonic())
         return flag
@@ -281,12 +287,6 @@ class Agent:
 
         self._in_background(hint())
 
-    def _in_background(self, work: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
-        task = asyncio.create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
-
     def _reload_control(self) -> None:
         before = self.control.paused
         self.control.load()
@@ -353,6 +353,11 @@ class Agent:
         return claimed
 
     async def _try(self, entry: ReadyEntry, listed_at: float) -> bool:
+        # Reads that do not decide the claim go out beside it: the cancel flag (when not known, checked
+        # again before the task starts), and the job spec and seal the task starts with (immutable).
+        known = self.cancel_known(entry.job)
+        cancelled = None if known is not None else self._in_background(self.is_cancelled(entry.job))
+        self._in_background(self.specs.job(entry.job))
         try:
             spec = await self.specs.task(entry.job, entry.chunk, entry.task)
         except NotFoundError:
@@ -368,7 +373,7 @@ class Agent:
             return False
         if spec.not_before and spec.not_before > time.time():
             return False
-        if await self.is_cancelled(entry.job) and await self.js.exists(layout.done(entry.job, entry.task)):
+        if known and await self.js.exists(layout.done(entry.job, entry.task)):
             await self.js.delete(entry.key)  # decided by the cancel already
             return False
         try:
@@ -383,117 +388,8 @@ class Agent:
                 await self.js.delete(entry.key)
             return False
         self.count("claims")
-        self.start_claim(claim, ready_key=entry.key)
+        self.start_claim(claim, ready_key=entry.key, cancelled=cancelled)
         return True
-
-    def start_claim(self, claim: Claim, ready_key: str | None = None) -> None:
-        for name, amount in claim.spec.resources.items():
-            self.used[name] = self.used.get(name, 0.0) + amount
-        task = asyncio.create_task(self._run_claim(claim, ready_key))
-        self.running[f"{claim.job}/{claim.task}"] = (claim, task)
-
-    async def _run_claim(self, claim: Claim, ready_key: str | None) -> None:
-        # The ready entry is a hint and our lease decides the task: its DELETE is off the task's path,
-        # and finished before anything here writes again (a release puts the entry back).
-        forget = self._in_background(self._forget(ready_key)) if ready_key else None
-        try:
-            try:
-                cancelled = await self.is_cancelled(claim.job)
-                result = None if cancelled else await self.executor.run(claim)
-            finally:
-                if forget is not None:
-                    await forget
-            if result is None:
-                await self.proto.commit(claim, Outcome.CANCELLED, error="the job was cancelled")
-                await self.executor.after_commit(claim, Outcome.CANCELLED)
-                return
-            await self._settle(claim, result)
-        except LeaseLost as exc:
-            self.count("lost")
-            log.warning("lease lost: %s", exc, extra={"action": "lost", "job": claim.job, "task": claim.task, "attempt": claim.attempt, "node": self.config.name})
-        except (CorruptObject, TamperedJob) as exc:
-            await self.quarantine(claim.job, claim.task, claim.chunk, exc, claim=claim)
-        except UnsafeArchive as exc:
-            # The job's code cannot be unpacked safely on any node: fail the task now, saying why.
-            log.error("refused the job's code bundle: %s", exc, extra={"action": "error", "job": claim.job, "task": claim.task, "node": self.config.name})
-            with contextlib.suppress(LeaseLost, jobspaces.JobspaceError):
-                await self.proto.commit(claim, Outcome.FAILED, error=f"refused the job's code bundle: {exc}")
-        except jobspaces.JobspaceError as exc:
-            log.error("jobspace failed while running: %s", exc, extra={"action": "error", "job": claim.job, "task": claim.task, "node": self.config.name})
-            # Hand the task back now rather than let its lease expire (a takeover counts as a lost
-            # attempt); only a store that refuses for good counts as a failed one. A committed lease
-            # stays as it is: whoever sees it next finishes the decision (dependents included).
-            if claim.lease.state is LeaseState.HELD:
-                with contextlib.suppress(LeaseLost, jobspaces.JobspaceError):
-                    transient = isinstance(exc, jobspaces.TransientError)
-                    await self.proto.release(claim, failed=not transient, error=f"the store failed: {exc}")
-        except Exception:  # noqa: BLE001 - one task's trouble never stops the agent
-            log.exception("task crashed the runner", extra={"action": "error", "job": claim.job, "task": claim.task, "node": self.config.name})
-            with contextlib.suppress(LeaseLost, jobspaces.JobspaceError):
-                await self.proto.release(claim, failed=True, error="the agent's runner crashed; see the agent log")
-        finally:
-            for name, amount in claim.spec.resources.items():
-                self.used[name] = self.used.get(name, 0.0) - amount
-            self.running.pop(f"{claim.job}/{claim.task}", None)
-            self._last_work = time.monotonic()
-            self._kick.set()
-
-    async def _forget(self, ready_key: str) -> None:
-        with contextlib.suppress(jobspaces.JobspaceError):
-            await self.js.delete(ready_key)
-
-    async def _settle(self, claim: Claim, result: Result) -> None:
-        """Commit, retry or drop an attempt according to how it ended."""
-        if result.outcome is None:
-            if result.error == "lease lost":
-                self.count("lost")
-                log.warning(
-                    "lease lost: could not renew within the ttl or it was taken over; the task was stopped",
-                    extra={"action": "lost", "job": claim.job, "task": claim.task, "attempt": claim.attempt, "node": self.config.name},
-                )
-            return  # lease lost or handed back by the executor
-        if result.outcome is Outcome.SUCCEEDED or result.outcome is Outcome.CANCELLED or result.final:
-            await self.proto.commit(claim, result.outcome, error=result.error, exit_code=result.exit_code, has_result=result.has_result, value=result.value, linger=True)
-            self._bury(claim)
-            self.count("commits")
-            self.count("succeeded" if result.outcome is Outcome.SUCCEEDED else "failures" if result.outcome is Outcome.FAILED else "cancelled")
-            await self.executor.after_commit(claim, result.outcome)
-            return
-        if self.draining and result.interrupted:
-            await self.proto.release(claim, failed=False, error="the agent was stopped")
-            return
-        if claim.lease.failures + 1 >= claim.spec.max_attempts:
-            await self.proto.commit(claim, Outcome.FAILED, error=result.error, exit_code=result.exit_code, failures=claim.lease.failures + 1, linger=True)
-            self._bury(claim)
-            self.count("commits")
-            self.count("failures")
-            await self.executor.after_commit(claim, Outcome.FAILED)
-        else:
-            await self.proto.release(claim, failed=True, error=result.error, exit_code=result.exit_code)
-            self.count("retries")
-
-    def _bury(self, claim: Claim) -> None:
-        """Delete a committed lease once it has lingered (see TOMBSTONE_LINGER)."""
-
-        async def later() -> None:
-            await asyncio.sleep(TOMBSTONE_LINGER)
-            with contextlib.suppress(jobspaces.JobspaceError):
-                await self.proto.bury(claim.job, claim.task, claim.chunk, claim.spec)
-            self._burials.discard(task)
-
-        task = asyncio.create_task(later())
-        self._burials.add(task)
-
-    # -- stopping -----------------------------------------------------------------------------------
-    async def _release_all(self) -> None:
-        for claim, _task in list(self.running.values()):
-            self.executor.interrupt(claim)
-        await asyncio.gather(*(t for _, t in self.running.values()), return_exceptions=True)
-
-    async def _stop_all(self) -> None:
-        for claim, _task in list(self.running.values()):
-            self.executor.interrupt(claim, release=False)
-        await asyncio.gather(*(t for _, t in self.running.values()), return_exceptions=True)
 
     # -- reporting ----------------------------------------------------------------------------------
     async def _presence(self, stopped: bool = False) -> None:

@@ -77,6 +77,7 @@ class Specs:
         self._cache_size = cache_size
         self._last_wake = 0.0
         self._pending_wake: asyncio.Task[None] | None = None
+        self._job_reads: dict[str, asyncio.Future[JobSpec]] = {}
         self.hinter = Hinter(js)
         """Wakes idle agents after a wake (UDP hints to those that publish an address)."""
         self._peer_read: asyncio.Task[None] | None = None
@@ -208,14 +209,15 @@ class Specs:
 
     async def _write_wake(self) -> None:
         self._last_wake = time.monotonic()
-        try:
-            await self.js.put(layout.WAKE, os.urandom(8).hex().encode())
-        except jobspaces.JobspaceError:
-            pass  # a hint: agents poll anyway, only later
+        # Hints first: a datagram leaves at once, while the wake object's PUT takes a round trip.
         if self._peer_read is not None:
             await self._peer_read
             self._peer_read = None
         await self.hinter.hint_idle()
+        try:
+            await self.js.put(layout.WAKE, os.urandom(8).hex().encode())
+        except jobspaces.JobspaceError:
+            pass  # a hint: agents poll anyway, only later
 
     async def _read_peers(self) -> None:
         with contextlib.suppress(jobspaces.JobspaceError):
@@ -223,10 +225,17 @@ class Specs:
 
     # -- read --------------------------------------------------------------------------------------
     async def job(self, job: str) -> JobSpec:
-        """The job spec; NotFoundError if there is none."""
+        """The job spec; NotFoundError if there is none. Concurrent asks for one job share one read."""
         cached = self._jobs.get(job)
         if cached is not None:
             return cached
+        pending = self._job_reads.get(job)
+        if pending is None:
+            pending = self._job_reads[job] = asyncio.ensure_future(self._read_job(job))
+            pending.add_done_callback(lambda _done: self._job_reads.pop(job, None))
+        return await asyncio.shield(pending)
+
+    async def _read_job(self, job: str) -> JobSpec:
         try:
             data, _ = await self.js.get(layout.job_spec(job))
         except jobspaces.NotFound:
