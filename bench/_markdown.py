@@ -82,7 +82,7 @@ def write_markdown(path: Path, meta: dict[str, Any], results: dict[str, Any], ou
         lines += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
         lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
         lines.append("")
-    for name in ("floor", "claim", "throughput", "idle", "takeover", "memory", "peers"):
+    for name in ("floor", "claim", "throughput", "idle", "wake", "takeover", "memory", "peers"):
         if name not in results:
             continue
         title, _ = _report.TABLES[name]

@@ -129,8 +129,12 @@ def idle(store: Any, *, window: float, settle: float = 10.0, fleet_size: int = 1
             fleet.cleanup()
         return counts
 
-    short = lifetime(settle)
-    long = lifetime(settle + window)
+    # The two lifetimes run side by side (separate jobspaces): the window costs its own length only.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        short_f, long_f = pool.submit(lifetime, settle), pool.submit(lifetime, settle + window)
+        short, long = short_f.result(), long_f.result()
     diff = Counter({k: max(0, long.get(k, 0) - short.get(k, 0)) for k in set(long) | set(short)})
     per_hour = {k: round(v * 3600 / window, 1) for k, v in sorted(diff.items()) if v}
     kinds = {k: v * 3600 / window for k, v in by_kind(diff).items()}
