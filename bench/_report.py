@@ -78,13 +78,14 @@ def idle_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def wake_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    head = ["store", "variant", "agent wakes by", "tries", "idle poll s", "dispatch ms (p50 / p99 / max)", "hints / notifications"]
+    head = ["store", "variant", "agent wakes by", "tries", "idle poll s", "dispatch ms (p50 / p99 / max)", "of which submit ms (p50)",
+            "hints / notifications"]
     rows = []
     for r in res["rows"]:
         lat = r["latency_ms"]
-        rows.append([r["store"], r["variant"], r["wake"], str(r["tries"]), _f(r["idle_poll_s"] or 60, 0),
+        rows.append([r["store"], r["variant"], r["wake"], str(r["tries"]), _f(r["idle_poll_s"] or (0.25 if r["store"] == "local" else 60.0), 2),
                      f"{_f(lat['p50'], 1)} / {_f(lat['p99'], 1)} / {_f(lat['max'], 1)}",
-                     f"{r['hints_accepted']} / {r['notifications']}"])
+                     _f((r.get("submit_ms") or {}).get("p50"), 1), f"{r['hints_accepted']} / {r['notifications']}"])
     return head, rows
 
 

@@ -2,7 +2,8 @@
 
 One real ``qubits agent`` process (one slot), confirmed working by a warm-up task, then ``tries`` single
 tasks, each after a pause; latency = the task's start (bash's ``$EPOCHREALTIME`` in the marker) minus
-the time just before ``Specs.submit`` (the submit's own writes count, as for the peers). Variants:
+the time just before ``Specs.submit`` (the submit's own writes count, as for the peers; ``submit_ms`` is
+the submit alone: job spec, task chunk, ready entry, seal, hints, wake object). Variants:
 
 - ``local``: a local directory; the agent waits on kernel file notifications (``notify``). Pauses are
   random 0.1-1.1 s, as in the peers' dispatch latency (Celery's figure in RESULTS.md).
@@ -49,22 +50,24 @@ def dispatch(store: Any, *, variant: str, tries: int, pause: tuple[float, float]
     try:
         fleet.wait_ready()
         js = jobspaces.open_jobspace(url)
-        latencies = []
+        latencies, submits = [], []
         for j in range(-1, tries):  # -1: the warm-up
             tag = f"d{j + 1:06d}" if j >= 0 else "warm"
             time.sleep(random.uniform(*pause) if j >= 0 else 1.0)
             t = time.time()
             asyncio.run(submit(js, 1, command=bash_marker_command(marker, tag=tag)))
+            submitted = time.time()
             started = _started(marker, tag, timeout=max(120.0, 3 * (idle_poll or 60.0)))
             if j >= 0:
                 latencies.append(started - t)
+                submits.append(submitted - t)
         mode = _mode(url)
     finally:
         counts = fleet.stop()
         fleet.cleanup()
     agent = fleet.agent_counters()
     return {"store": store.name, "variant": variant, "wake": mode, "tries": tries, "pause_s": list(pause),
-            "idle_poll_s": idle_poll, "latency_ms": summary_ms(latencies),
+            "idle_poll_s": idle_poll, "latency_ms": summary_ms(latencies), "submit_ms": summary_ms(submits),
             "hints_accepted": agent.get("hints_accepted", 0), "notifications": agent.get("notifications", 0),
             "requests": sum(counts.values())}
 
