@@ -199,6 +199,9 @@ class Protocol:
         self.last_miss = ""
         if probe is not None and written - sent > TOMBSTONE_LINGER / 2:
             await asyncio.gather(probe, return_exceptions=True)
+            probe = None
+        if probe is None and (written - sent > TOMBSTONE_LINGER / 2 or (listed_at is not None and written - listed_at > TOMBSTONE_LINGER / 2)):
+            # A slow create, or a listing that went stale while it was sent: check after it, as before.
             probe = asyncio.ensure_future(self.js.exists(layout.done(job, spec.id)))
         if probe is not None and await probe:
             # A dependent's ready entry can be written twice (releasers race) and the second may come
