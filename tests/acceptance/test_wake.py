@@ -165,3 +165,10 @@ def test_an_agent_with_more_queued_than_it_can_take_hints_its_idle_peers(s3_url:
     sent = _counts(busy_counts)["agent"].get("peer_hints", 0) + _counts(idle_counts)["agent"].get("peer_hints", 0)
     accepted = _counts(busy_counts)["agent"].get("hints_accepted", 0) + _counts(idle_counts)["agent"].get("hints_accepted", 0)
     assert sent >= 1 and accepted >= 1
+
+
+def test_a_bad_hint_address_is_a_usage_error(local_url: str, tmp_path: Path) -> None:
+    out = run_cli("agent", "--jobspace", local_url, "--allow-root", "--hint-listen", "somewhere:port",
+                  env={"QUBITS_CACHE": str(tmp_path)})
+    assert out.returncode == 2, out.stderr
+    assert "--hint-listen" in out.stderr and "HOST[:PORT]" in out.stderr and "Traceback" not in out.stderr
