@@ -126,6 +126,7 @@ def _idle(run: Run) -> dict[str, Any]:
         if s is None or s.in_process_only or name not in run.plan.idle_stores:
             continue
         rows.append(throughput.idle(s, window=run.plan.idle_window, settle=run.plan.idle_settle))
+    rows.append(throughput.idle_schedule())
     return {"stores": rows}
 
 
