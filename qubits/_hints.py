@@ -119,15 +119,17 @@ def send_hints(addresses: Iterable[tuple[str, int]], payload: bytes) -> int:
     return sent
 
 
-def is_idle(info: NodeInfo, age: float) -> bool:
-    """Whether a presence record describes an agent that would take work now and can be hinted."""
-    if not info.hint or info.stopped or info.draining or info.paused or len(info.running) >= info.slots:
+def hintable(info: NodeInfo, age: float) -> bool:
+    """Whether a presence record describes a live agent that takes work and hints. Its running tasks do
+    not count: a busy agent's record is up to 15 s old (a task that took a second is long over), and a
+    hint to an agent whose slots are full waits until one frees, then lists at once."""
+    if not info.hint or info.stopped or info.draining or info.paused:
         return False
     return age < info.lost_after()
 
 
 class Hinter:
-    """Finds the idle agents of a jobspace (nodes/, cached HINT_PEERS_TTL) and hints each."""
+    """Finds the live agents of a jobspace that take hints (nodes/, cached HINT_PEERS_TTL) and hints each."""
 
     def __init__(self, js: Jobspace, exclude: str = "") -> None:
         self.js = js
@@ -152,12 +154,12 @@ class Hinter:
             except Exception:  # noqa: BLE001 - a bad presence object costs its agent its hints, nothing more
                 continue
             address = parse_address(info.hint) if info.hint else None
-            if address is not None and info.name != self.exclude and is_idle(info, max(0.0, now - meta.mtime)):
+            if address is not None and info.name != self.exclude and hintable(info, max(0.0, now - meta.mtime)):
                 peers.append(address)
         self._peers, self._listed_at = peers, time.monotonic()
 
     async def hint_idle(self) -> int:
-        """Hint every idle agent found; never raises (hints are best effort)."""
+        """Hint every live agent found (the idle ones list at once); never raises (hints are best effort)."""
         try:
             await self.refresh()
         except jobspaces.JobspaceError as exc:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nodeagent._wake import notify_refusal, parse_listen
-from qubits._hints import HintCheck, is_idle, make_hint, parse_address, send_hints
+from qubits._hints import HintCheck, hintable, make_hint, parse_address, send_hints
 from qubits._records import NodeInfo
 
 MOUNTS = """\
@@ -59,15 +59,16 @@ def test_sending_to_dead_or_unreachable_addresses_returns_at_once() -> None:
     assert time.monotonic() - t < 0.5
 
 
-def test_only_live_idle_agents_with_an_address_are_hinted() -> None:
+def test_only_live_agents_with_an_address_are_hinted() -> None:
     base = NodeInfo(name="n", host="h", pid=1, version="v", slots=2, hint="127.0.0.1:4000", report_every=1200)
-    assert is_idle(base, 60)
-    assert not is_idle(base, 3 * 1200 + 1), "lost"
+    assert hintable(base, 60)
+    assert not hintable(base, 3 * 1200 + 1), "lost"
     from dataclasses import replace
 
-    assert not is_idle(replace(base, hint=""), 0)
-    assert not is_idle(replace(base, running=["j/a", "j/b"]), 0)
-    assert not is_idle(replace(base, stopped=True), 0) and not is_idle(replace(base, draining=True), 0)
+    assert not hintable(replace(base, hint=""), 0)
+    assert hintable(replace(base, running=["j/a", "j/b"]), 0), "a busy agent's record is stale: it is hinted too"
+    assert not hintable(replace(base, paused=True), 0)
+    assert not hintable(replace(base, stopped=True), 0) and not hintable(replace(base, draining=True), 0)
 
 
 @pytest.mark.parametrize(("path", "polls"), [("/mnt/shared/js", True), ("/home/me/remote/js", True), ("/srv/js", False),
