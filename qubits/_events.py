@@ -158,7 +158,7 @@ class JobEvents:
         events = []
         for info, age in self.client.nodes():
             state = "stopped" if info.stopped else "draining" if info.draining else "paused" if info.paused else "live"
-            if age > 6 * 60 and state != "stopped":
+            if not info.live(age) and state != "stopped":
                 continue
             known = self._nodes.get(info.name)
             if known == state or (known is None and state == "stopped"):

@@ -18,14 +18,10 @@ from ._client import Client
 from ._records import Lease, LeaseState, NodeInfo, TaskSpec
 from ._status import from_done, from_lease
 
-LIVE_WITHIN = 4 * 60 + 30
-"""Seconds since its last presence write within which a node counts as live (agents write at least
-every minute when idle, every 15 s when busy)."""
-
 
 def live_nodes(client: Client) -> list[NodeInfo]:
     """Agents that are running now (presence recent and not marked stopped)."""
-    return [info for info, age in client.nodes() if not info.stopped and age < LIVE_WITHIN]
+    return [info for info, age in client.nodes() if info.live(age)]
 
 
 def misfit(info: NodeInfo, spec: TaskSpec) -> list[str]:

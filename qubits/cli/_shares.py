@@ -9,11 +9,10 @@ from qubits._shares import running_shares
 
 from . import EXIT_OK
 from ._common import out, print_json
-from ._views import LOST_AFTER
 
 
 def show_shares(client: Client, *, as_json: bool) -> int:
-    rows = running_shares(client, LOST_AFTER)
+    rows = running_shares(client)
     if as_json:
         print_json(rows)
         return EXIT_OK
