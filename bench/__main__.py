@@ -21,7 +21,7 @@ from ._plan import Plan, plan_for
 from ._stores import STORES, Store, open_store
 from ._util import BenchError, machine
 
-SCENARIOS = ("floor", "claim", "throughput", "idle", "takeover", "memory", "peers", "sim", "plan", "dashboard")
+SCENARIOS = ("floor", "claim", "throughput", "idle", "wake", "takeover", "memory", "peers", "sim", "plan", "dashboard")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -126,7 +126,16 @@ def _idle(run: Run) -> dict[str, Any]:
         if s is None or s.in_process_only or name not in run.plan.idle_stores:
             continue
         rows.append(throughput.idle(s, window=run.plan.idle_window, settle=run.plan.idle_settle))
+    rows.append(throughput.idle_schedule())
     return {"stores": rows}
+
+
+def _wake(run: Run) -> dict[str, Any]:
+    from . import wake
+
+    stores = [s for name in run.store_names if name in run.plan.wake_stores and (s := run.store(name)) is not None]
+    return wake.run(stores, tries=run.plan.wake_tries, no_hint_poll=run.plan.wake_no_hint_poll,
+                    no_hint_tries=run.plan.wake_no_hint_tries)
 
 
 def _takeover(run: Run) -> dict[str, Any]:
@@ -191,7 +200,7 @@ def _sim(run: Run) -> dict[str, Any]:
     return res
 
 
-RUNNERS = {"floor": _floor, "claim": _claim, "throughput": _throughput, "idle": _idle, "takeover": _takeover,
+RUNNERS = {"floor": _floor, "claim": _claim, "throughput": _throughput, "idle": _idle, "wake": _wake, "takeover": _takeover,
            "memory": _memory, "peers": _peers, "sim": _sim, "plan": _plan_cost,
            "dashboard": _dashboard}
 

@@ -8,6 +8,29 @@ from typing import Any
 from . import _report
 
 
+def _wake_targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Issue 18: dispatch into an idle agent, and what idle agents cost."""
+    rows: list[tuple[str, str, str]] = []
+    for r in (results.get("wake") or {}).get("rows", []):
+        lat = r["latency_ms"]
+        if r["variant"] == "notify":
+            rows.append((f"dispatch into an idle agent p50 <= 10 ms, p99 <= 50 ms ({r['store']}, {r['wake']})",
+                         f"p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms",
+                         "met" if lat["p50"] <= 10 and lat["p99"] <= 50 else "missed"))
+        elif r["variant"] == "hints":
+            rows.append((f"dispatch into an idle agent with hints p50 <= 50 ms ({r['store']})", f"p50 {lat['p50']:.1f} ms",
+                         "met" if lat["p50"] <= 50 else f"missed by {lat['p50'] - 50:.1f} ms"))
+        else:
+            poll = (r["idle_poll_s"] or 60.0) * 1000  # object stores: a minute unless --max-idle-poll
+            rows.append((f"dispatch without hints <= the idle poll ({r['store']}, {poll / 1000:g} s)",
+                         f"p50 {lat['p50']:.0f} ms, max {lat['max']:.0f} ms", "met" if lat["max"] <= poll else "missed"))
+    for r in (results.get("idle") or {}).get("stores", []):
+        n, fleet = r["requests_per_agent_hour"], r["cost_fleet_month_usd"]
+        rows.append((f"idle agent <= 100 requests an hour, 100 idle agents < $5 a month ({r['store']})",
+                     f"{n:g} requests/h, ${fleet:.2f}", "met" if n <= 100 and fleet < 5 else "missed"))
+    return rows
+
+
 def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(target, measured, verdict) rows, computed from the results only."""
     rows: list[tuple[str, str, str]] = []
@@ -46,6 +69,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             rows.append((f"takeover within ttl + one scan interval ({r['store']}, ttl {r['ttl']:g} s)",
                          f"max {mx} s vs {r['target_s']:g} s" if mx is not None else "never",
                          "met" if r["within_target"] else (f"missed by {mx - r['target_s']:.2f} s" if mx is not None else "MISSED")))
+    rows += _wake_targets(results)
     mem = results.get("memory")
     if mem:
         for r in mem["stores"]:
@@ -82,7 +106,7 @@ def write_markdown(path: Path, meta: dict[str, Any], results: dict[str, Any], ou
         lines += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
         lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
         lines.append("")
-    for name in ("floor", "claim", "throughput", "idle", "takeover", "memory", "peers"):
+    for name in ("floor", "claim", "throughput", "idle", "wake", "takeover", "memory", "peers"):
         if name not in results:
             continue
         title, _ = _report.TABLES[name]

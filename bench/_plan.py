@@ -41,6 +41,11 @@ class Plan:
     """Targets of the Qfile whose no-op ``make`` the plan scenario times."""
     dashboard_window: float = 60.0
     """Seconds the dashboard scenario counts requests for (per number of tabs)."""
+    wake_stores: list[str] = field(default_factory=lambda: ["local", "moto", "seaweed"])
+    wake_tries: int = 20
+    wake_no_hint_poll: float = 10.0
+    """--max-idle-poll of the agent measured without hints (the figure must stay under it)."""
+    wake_no_hint_tries: int = 4
 
     def claim_for(self, store: str) -> dict[str, Any]:
         return {"agents": self.claim_agents_by_store.get(store, self.claim_agents), "queues": self.claim_queues.get(store, self.claim_queues["default"]),
@@ -50,7 +55,7 @@ class Plan:
         return self.throughput_tasks.get(store, self.throughput_tasks["default"])
 
 
-ALL = ["floor", "claim", "throughput", "idle", "takeover", "memory", "peers", "plan"]
+ALL = ["floor", "claim", "throughput", "idle", "wake", "takeover", "memory", "peers", "plan"]
 
 FULL = Plan(
     name="full",
@@ -70,8 +75,10 @@ FULL = Plan(
     throughput_tasks={"default": 1000, "moto": 500, "seaweed": 500},
     reps=3,
     idle_stores=["moto"],
-    idle_window=120.0,
-    idle_settle=10.0,
+    # An idle agent's schedule is in minutes (a HEAD a minute; presence, a lease scan and a listing every
+    # 20-60 min): the window starts once its polls have backed off (about a minute) and spans several.
+    idle_window=450.0,
+    idle_settle=150.0,
     takeover_stores=["local", "moto"],
     takeover_ttls=[2.0, 10.0],
     takeover_reps=2,
@@ -103,6 +110,8 @@ QUICK = Plan(
     takeover_reps=1,
     memory_stores=["local"],
     memory_submit=2000,
+    wake_stores=["local"],
+    wake_tries=5,
     peers={"redis_tasks": 200, "s3_tasks": 100, "workers": 2, "reps": 1, "latency_tries": 5, "kill": False},
     plan_targets=2_000,
 )

@@ -77,6 +77,18 @@ def idle_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def wake_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["store", "variant", "agent wakes by", "tries", "idle poll s", "dispatch ms (p50 / p99 / max)", "of which submit ms (p50)",
+            "hints / notifications"]
+    rows = []
+    for r in res["rows"]:
+        lat = r["latency_ms"]
+        rows.append([r["store"], r["variant"], r["wake"], str(r["tries"]), _f(r["idle_poll_s"] or (0.25 if r["store"] == "local" else 60.0), 2),
+                     f"{_f(lat['p50'], 1)} / {_f(lat['p99'], 1)} / {_f(lat['max'], 1)}",
+                     _f((r.get("submit_ms") or {}).get("p50"), 1), f"{r['hints_accepted']} / {r['notifications']}"])
+    return head, rows
+
+
 def takeover_rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     head = ["store", "ttl s", "tries", "taken over", "kill -> new holder s (p50 / max)", "target s (ttl + scan)", "met"]
     rows = []
@@ -130,6 +142,7 @@ TABLES = {
     "throughput": ("Throughput with real agent processes (no-op shell task)", throughput_rows),
     "requests": ("Requests per task by kind and key area (median run)", requests_rows),
     "idle": ("Idle agents: requests and cost", idle_rows),
+    "wake": ("Dispatch into an idle agent, by what wakes it", wake_rows),
     "takeover": ("Takeover after kill -9 of the holder", takeover_rows),
     "memory": ("Resident memory", memory_rows),
     "peers": ("Peers, same workload, same machine, same run", peers_rows),

@@ -73,9 +73,9 @@ class _SimAgent(Agent):
 
         self.ready.page = timed_page  # type: ignore[method-assign]
 
-    def start_claim(self, claim: Claim, ready_key: str | None = None) -> None:
+    def start_claim(self, claim: Claim, ready_key: str | None = None, cancelled: asyncio.Task[bool] | None = None) -> None:
         self.held_at = time.perf_counter()
-        super().start_claim(claim, ready_key)
+        super().start_claim(claim, ready_key, cancelled)
 
 
 @dataclass

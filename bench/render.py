@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ._markdown import write_markdown
 
-SCENARIOS = ("floor", "claim", "throughput", "idle", "takeover", "memory", "peers")
+SCENARIOS = ("floor", "claim", "throughput", "idle", "wake", "takeover", "memory", "peers")
 
 
 def main(argv: list[str] | None = None) -> int:

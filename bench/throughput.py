@@ -129,8 +129,12 @@ def idle(store: Any, *, window: float, settle: float = 10.0, fleet_size: int = 1
             fleet.cleanup()
         return counts
 
-    short = lifetime(settle)
-    long = lifetime(settle + window)
+    # The two lifetimes run side by side (separate jobspaces): the window costs its own length only.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        short_f, long_f = pool.submit(lifetime, settle), pool.submit(lifetime, settle + window)
+        short, long = short_f.result(), long_f.result()
     diff = Counter({k: max(0, long.get(k, 0) - short.get(k, 0)) for k in set(long) | set(short)})
     per_hour = {k: round(v * 3600 / window, 1) for k, v in sorted(diff.items()) if v}
     kinds = {k: v * 3600 / window for k, v in by_kind(diff).items()}
@@ -140,4 +144,40 @@ def idle(store: Any, *, window: float, settle: float = 10.0, fleet_size: int = 1
         "requests_per_agent_hour": round(sum(kinds.values()), 1), "by_kind_area_per_hour": per_hour,
         "cost_per_agent_month_usd": round(monthly, 3), "fleet": fleet_size,
         "cost_fleet_month_usd": round(monthly * fleet_size, 2),
+    }
+
+
+def idle_schedule(*, hours: float = 2.0, settle: float = 3600.0, fleet_size: int = 100) -> dict[str, Any]:
+    """The same figures from a whole idle schedule: a real ``Agent`` polling like an object store (its idle
+    poll, presence, lease scans and safety-net listings) on a counting in-memory store, run for ``settle``
+    plus ``hours`` of virtual time (bench/sim's clock). A window of minutes on a real store sees only the
+    once-a-minute HEADs; the 20- and 60-minute events are counted here."""
+    import asyncio
+
+    from nodeagent._agent import Agent, AgentConfig
+
+    from .sim._clock import run_virtual
+
+    async def life() -> Counter[str]:
+        js = jobspaces.CountingJobspace(jobspaces.open_jobspace(f"memory://idle-{time.monotonic_ns()}"))
+        js.idle_poll = jobspaces.Jobspace.idle_poll  # an object store's
+        agent = Agent(AgentConfig(jobspace=js.url, name="idle", ttl=30.0, hint_listen=None,
+                                  cache_dir=Path(tempfile.mkdtemp(prefix="qubits-bench-idle-"))), js)
+        run = asyncio.ensure_future(agent.run())
+        await asyncio.sleep(settle)
+        before = Counter(js.counts())
+        await asyncio.sleep(hours * 3600)
+        after = Counter(js.counts())
+        agent.drain()
+        await run
+        return after - before
+
+    diff = run_virtual(life())
+    kinds = {k: v / hours for k, v in by_kind(diff).items()}
+    monthly = cost(kinds) * HOURS_PER_MONTH
+    return {
+        "store": f"schedule ({hours:g} h, virtual time)", "window_s": hours * 3600, "settle_s": settle,
+        "requests_per_agent_hour": round(sum(kinds.values()), 1),
+        "by_kind_area_per_hour": {k: round(v / hours, 1) for k, v in sorted(diff.items()) if v},
+        "cost_per_agent_month_usd": round(monthly, 3), "fleet": fleet_size, "cost_fleet_month_usd": round(monthly * fleet_size, 2),
     }

@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import tenacity
@@ -78,8 +79,13 @@ class Jobspace(abc.ABC):
     """The whole URL it was opened from, credentials included when the URL carried them: what another
     process needs to open the same jobspace. Hand it on in the environment (``QUBITS_JOBSPACE``), never
     on a command line or in an object; see ``handoff``."""
-    idle_poll: tuple[float, float] = (0.5, 5.0)
-    """Shortest and longest pause, in seconds, between an idle agent's polls of this store."""
+    idle_poll: tuple[float, float] = (0.5, 60.0)
+    """Shortest and longest pause, in seconds, between an idle agent's polls of this store. On object
+    stores the longest is a minute: every request is billed, and wake hints, not polling, carry the
+    latency (an idle agent makes under 100 requests an hour)."""
+    local_dir: Path | None = None
+    """The directory holding the objects, for a store on this host's file system (kernel file
+    notifications can wake agents); None for remote stores."""
     conditional_writes: bool = True
     """False for stores that cannot do create-only and compare-and-swap (never used for leases)."""
     min_write_interval: float = 0.0

@@ -39,6 +39,7 @@ class CountingJobspace(Jobspace):
         self.inner = inner
         self.url = inner.url
         self.idle_poll = inner.idle_poll
+        self.local_dir = inner.local_dir
         self.min_write_interval = inner.min_write_interval
         self.conditional_writes = inner.conditional_writes
         self._counts: Counter[str] = Counter()

@@ -41,6 +41,7 @@ class FaultyJobspace(Jobspace):
         self.faults = faults
         self.url = inner.url
         self.idle_poll = inner.idle_poll
+        self.local_dir = inner.local_dir
         self.min_write_interval = inner.min_write_interval
         self._rng = random.Random(faults.seed)
 

@@ -51,6 +51,7 @@ class LocalJobspace(Jobspace):
         super().__init__(timing)
         self.root = Path(root).expanduser().absolute()
         self.url = f"file://{self.root}"
+        self.local_dir = self.root
         if not self.root.is_dir():
             if not create:
                 raise JobspaceMissing(f"no directory {self.root}: create it, or let qubits create it")

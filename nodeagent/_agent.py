@@ -13,31 +13,33 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import jobspaces
 from jobspaces import Jobspace
 from qubits.errors import CorruptObject, NewerFormat, NotFoundError, TamperedJob
 from qubits.protocol import (
     CANCEL_CHECK,
+    HINT_LISTEN,
+    HINT_PEER_GAP,
+    IDLE_LIST_POLLS,
+    IDLE_PRESENCE_POLLS,
+    IDLE_SCAN_POLLS,
     LEASE_TTL,
     MIN_TTL,
     PRESENCE_INTERVAL,
     READY_PAGE_REUSE,
+    SCHEDULE_REFRESH,
     STOP_TIMEOUT,
-    TOMBSTONE_LINGER,
-    AttemptEnd,
     Claim,
     LeaseLost,
-    LeaseState,
     NodeInfo,
     Outcome,
     Protocol,
     ReadyEntry,
     ReadyIndex,
     Specs,
-    Step,
     TaskSpec,
-    UnsafeArchive,
     __version__,
     default_node_name,
     layout,
@@ -47,9 +49,12 @@ from ._control import Control
 from ._execute import Executor
 from ._leases import scan_leases
 from ._metrics import Histogram
+from ._running import ClaimRunner
 from ._schedule import Scheduler
+from ._wake import WakeSources
 
 log = logging.getLogger("qubits.agent")
+T = TypeVar("T")
 
 
 @dataclass
@@ -70,9 +75,13 @@ class AgentConfig:
     """Only claim tasks of these jobs (empty: any job)."""
     share_weights: dict[str, float] = field(default_factory=dict)
     """Fair-share weight per submitting user (default 1 each)."""
+    notify: bool = True
+    """Wait on kernel file notifications on a local directory (False: poll)."""
+    hint_listen: str | None = HINT_LISTEN
+    """Where to listen for wake hints (``HOST[:PORT]``); None: take none."""
 
 
-class Agent:
+class Agent(ClaimRunner):
     """One node agent. ``await Agent(config, js).run()`` returns the process exit code."""
 
     def __init__(self, config: AgentConfig, js: Jobspace) -> None:
@@ -106,6 +115,13 @@ class Agent:
         self._started = time.time()
         self.counters: dict[str, int] = {}
         self.renew_seconds = Histogram()
+        self.wakes = WakeSources(self._woken, local_dir=js.local_dir, notify=config.notify,
+                                 hint_listen=config.hint_listen, count=self.count)
+        self.specs.hinter.exclude = config.name
+        self._hinted = False
+        self._last_peer_hint = float("-inf")
+        self._report_every = PRESENCE_INTERVAL
+        self._background: set[asyncio.Task[Any]] = set()
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
@@ -127,10 +143,17 @@ class Agent:
             if amount
         ) and self.executor.confinement.can_take(spec)
 
-    async def is_cancelled(self, job: str, max_age: float = CANCEL_CHECK) -> bool:
+    def cancel_known(self, job: str, max_age: float = CANCEL_CHECK) -> bool | None:
+        """Whether ``job`` is cancelled, if checked recently enough; None if it must be checked."""
         cached = self._cancelled.get(job)
         if cached is not None and (cached[0] or time.monotonic() - cached[1] < max_age):
             return cached[0]
+        return None
+
+    async def is_cancelled(self, job: str, max_age: float = CANCEL_CHECK) -> bool:
+        known = self.cancel_known(job, max_age)
+        if known is not None:
+            return known
         flag = await self.js.exists(layout.cancel(job))
         self._cancelled[job] = (flag, time.monotonic())
         return flag
@@ -144,10 +167,16 @@ class Agent:
         self.control.register(os.getpid())
         self._reload_control()
         log.info("start", extra={"action": "start", "node": self.config.name})
+        await self.wakes.start()
         await self._presence()
         low, high = self.js.idle_poll
         if self.config.max_idle_poll:
             high = self.config.max_idle_poll
+        self.scheduler.quiet_refresh = max(SCHEDULE_REFRESH, high * IDLE_LIST_POLLS)  # as the ready index's net
+        # Idle, an agent on an object store makes about one HEAD a minute and a few PUTs and LISTs an
+        # hour (issue 18: <= 100 requests an hour); submits reach it through hints or notifications.
+        quiet = max(30.0, 4 * self.config.ttl, high * IDLE_SCAN_POLLS)
+        idle_report = max(PRESENCE_INTERVAL * 8, high * IDLE_PRESENCE_POLLS)
         interval = low
         next_presence, next_tick = time.monotonic() + PRESENCE_INTERVAL, 0.0
         next_scan = time.monotonic() + random.uniform(0, self.config.ttl)
@@ -176,10 +205,18 @@ class Agent:
                     if self.free_slots() > 0:
                         # Poll while the index had work; when it looked empty, only on a wake signal
                         # (one cheap HEAD) or now and then as a safety net.
-                        woke = False if self._backlog else await self._wake_changed()
+                        hinted, self._hinted = self._hinted, False
+                        woke = False if self._backlog else hinted or await self._wake_changed()
                         if self._backlog or woke or now >= next_forced_poll:
                             found = await self._fill_slots()
-                            next_forced_poll = now + max(high * 12, 60.0)
+                            next_forced_poll = now + max(high * IDLE_LIST_POLLS, 60.0)
+                            if hinted:  # note the wake object's version too, once the claims are made
+                                await self._wake_changed()
+                            if found and self.free_slots() <= 0 and len(self._spare) > self._spare_pos:
+                                self._hint_peers(now)
+                        if woke:  # a submit or a new schedule: read the schedules again soon
+                            self.scheduler.poke()
+                            next_tick = now  # run() itself reads no sooner than SCHEDULE_REFRESH after its last reading
                         if (woke or self._backlog) and not self._leases_seen:
                             # Work arrived, so leases will exist: watch them as often as while they do,
                             # or a holder's death would wait for the quiet scan (30 s or more).
@@ -188,6 +225,7 @@ class Agent:
                     if found:
                         interval = low
                         self._last_work = now
+                        next_presence = min(next_presence, now + PRESENCE_INTERVAL)
                     else:
                         if self.running:
                             self._last_work = now
@@ -198,13 +236,13 @@ class Agent:
                         # Often while leases exist, rarely when there are none to watch; and again the
                         # moment a silent lease may be taken over (a takeover comes within ttl + margin +
                         # one scan interval of the holder's last renewal, not one more interval later).
-                        quiet = max(30.0, 4 * self.config.ttl)
                         next_scan = now + (max(0.25, self.config.ttl / 4) if scan.others else quiet)
                         if scan.due is not None:
                             next_scan = min(next_scan, scan.due + 0.01)
                     if now >= next_presence:
+                        self._report_every = PRESENCE_INTERVAL if self.running else idle_report
                         await self._presence()
-                        next_presence = now + (PRESENCE_INTERVAL if self.running else PRESENCE_INTERVAL * 8)
+                        next_presence = now + self._report_every
                     if now >= next_tick and not self.draining:
                         next_tick = now + await self.scheduler.run()  # periodic submissions (qubits schedule)
                 except jobspaces.TransientError as exc:
@@ -237,6 +275,7 @@ class Agent:
             await self._stop_all()
             return 3
         finally:
+            self.wakes.close()
             self.control.unregister()
             with contextlib.suppress(jobspaces.JobspaceError):
                 await self._presence(stopped=True)
@@ -249,6 +288,22 @@ class Agent:
         self.stop_now = self.draining
         self.draining = True
         self._kick.set()
+
+    def _woken(self) -> None:
+        """A notification or a hint: work may be waiting; list the ready index now."""
+        self._hinted = True
+        self._kick.set()
+
+    def _hint_peers(self, now: float) -> None:
+        """The queue holds more than this agent can take: wake its idle peers (in the background)."""
+        if now - self._last_peer_hint < HINT_PEER_GAP:
+            return
+        self._last_peer_hint = now
+
+        async def hint() -> None:
+            self.count("peer_hints", await self.specs.hinter.hint_idle())
+
+        self._in_background(hint())
 
     def _reload_control(self) -> None:
         before = self.control.paused
@@ -316,6 +371,11 @@ class Agent:
         return claimed
 
     async def _try(self, entry: ReadyEntry, listed_at: float) -> bool:
+        # Reads that do not decide the claim go out beside it: the cancel flag (when not known, checked
+        # again before the task starts), and the job spec and seal the task starts with (immutable).
+        known = self.cancel_known(entry.job)
+        cancelled = None if known is not None else self._in_background(self.is_cancelled(entry.job))
+        self._in_background(self.specs.job(entry.job))
         try:
             spec = await self.specs.task(entry.job, entry.chunk, entry.task)
         except NotFoundError:
@@ -331,7 +391,7 @@ class Agent:
             return False
         if spec.not_before and spec.not_before > time.time():
             return False
-        if await self.is_cancelled(entry.job) and await self.js.exists(layout.done(entry.job, entry.task)):
+        if known and await self.js.exists(layout.done(entry.job, entry.task)):
             await self.js.delete(entry.key)  # decided by the cancel already
             return False
         try:
@@ -346,107 +406,8 @@ class Agent:
                 await self.js.delete(entry.key)
             return False
         self.count("claims")
-        self.start_claim(claim, ready_key=entry.key)
+        self.start_claim(claim, ready_key=entry.key, cancelled=cancelled)
         return True
-
-    def start_claim(self, claim: Claim, ready_key: str | None = None) -> None:
-        for name, amount in claim.spec.resources.items():
-            self.used[name] = self.used.get(name, 0.0) + amount
-        task = asyncio.create_task(self._run_claim(claim, ready_key))
-        self.running[f"{claim.job}/{claim.task}"] = (claim, task)
-
-    async def _run_claim(self, claim: Claim, ready_key: str | None) -> None:
-        try:
-            if ready_key:
-                with contextlib.suppress(jobspaces.JobspaceError):
-                    await self.js.delete(ready_key)
-            if await self.is_cancelled(claim.job):
-                await self.proto.commit(claim, Outcome.CANCELLED, error="the job was cancelled")
-                await self.executor.after_commit(claim, Outcome.CANCELLED)
-                return
-            result = await self.executor.run(claim)
-            await self._settle(claim, result)
-        except LeaseLost as exc:
-            self.count("lost")
-            log.warning("lease lost: %s", exc, extra={"action": "lost", "job": claim.job, "task": claim.task, "attempt": claim.attempt, "node": self.config.name})
-        except (CorruptObject, TamperedJob) as exc:
-            await self.quarantine(claim.job, claim.task, claim.chunk, exc, claim=claim)
-        except UnsafeArchive as exc:
-            # The job's code cannot be unpacked safely on any node: fail the task now, saying why.
-            log.error("refused the job's code bundle: %s", exc, extra={"action": "error", "job": claim.job, "task": claim.task, "node": self.config.name})
-            with contextlib.suppress(LeaseLost, jobspaces.JobspaceError):
-                await self.proto.commit(claim, Outcome.FAILED, error=f"refused the job's code bundle: {exc}")
-        except jobspaces.JobspaceError as exc:
-            log.error("jobspace failed while running: %s", exc, extra={"action": "error", "job": claim.job, "task": claim.task, "node": self.config.name})
-            # Hand the task back now rather than let its lease expire (a takeover counts as a lost
-            # attempt); only a store that refuses for good counts as a failed one. A committed lease
-            # stays as it is: whoever sees it next finishes the decision (dependents included).
-            if claim.lease.state is LeaseState.HELD:
-                with contextlib.suppress(LeaseLost, jobspaces.JobspaceError):
-                    transient = isinstance(exc, jobspaces.TransientError)
-                    await self.proto.release(claim, failed=not transient, error=f"the store failed: {exc}")
-        except Exception:  # noqa: BLE001 - one task's trouble never stops the agent
-            log.exception("task crashed the runner", extra={"action": "error", "job": claim.job, "task": claim.task, "node": self.config.name})
-            with contextlib.suppress(LeaseLost, jobspaces.JobspaceError):
-                await self.proto.release(claim, failed=True, error="the agent's runner crashed; see the agent log")
-        finally:
-            for name, amount in claim.spec.resources.items():
-                self.used[name] = self.used.get(name, 0.0) - amount
-            self.running.pop(f"{claim.job}/{claim.task}", None)
-            self._last_work = time.monotonic()
-            self._kick.set()
-
-    async def _settle(self, claim: Claim, result: AttemptEnd) -> None:
-        """Commit, retry or drop an attempt, as the retry policy decides from how it ended."""
-        decision = self.proto.retry.decide(result, claim.lease, claim.spec, draining=self.draining)
-        if decision.step is Step.DROP:
-            if result.error == "lease lost":
-                self.count("lost")
-                log.warning(
-                    "lease lost: could not renew within the ttl or it was taken over; the task was stopped",
-                    extra={"action": "lost", "job": claim.job, "task": claim.task, "attempt": claim.attempt, "node": self.config.name},
-                )
-            return  # lease lost or handed back by the executor
-        if decision.step is Step.HAND_BACK:
-            await self.proto.release(claim, failed=False, error="the agent was stopped")
-            return
-        if decision.step is Step.RETRY:
-            await self.proto.release(claim, failed=True, error=result.error, exit_code=result.exit_code)
-            self.count("retries")
-            return
-        outcome = decision.outcome
-        assert outcome is not None
-        if decision.failures is None:
-            await self.proto.commit(claim, outcome, error=result.error, exit_code=result.exit_code, has_result=result.has_result, value=result.value, linger=True)
-        else:  # the last attempt failed
-            await self.proto.commit(claim, outcome, error=result.error, exit_code=result.exit_code, failures=decision.failures, linger=True)
-        self._bury(claim)
-        self.count("commits")
-        self.count("succeeded" if outcome is Outcome.SUCCEEDED else "failures" if outcome is Outcome.FAILED else "cancelled")
-        await self.executor.after_commit(claim, outcome)
-
-    def _bury(self, claim: Claim) -> None:
-        """Delete a committed lease once it has lingered (see TOMBSTONE_LINGER)."""
-
-        async def later() -> None:
-            await asyncio.sleep(TOMBSTONE_LINGER)
-            with contextlib.suppress(jobspaces.JobspaceError):
-                await self.proto.bury(claim.job, claim.task, claim.chunk, claim.spec)
-            self._burials.discard(task)
-
-        task = asyncio.create_task(later())
-        self._burials.add(task)
-
-    # -- stopping -----------------------------------------------------------------------------------
-    async def _release_all(self) -> None:
-        for claim, _task in list(self.running.values()):
-            self.executor.interrupt(claim)
-        await asyncio.gather(*(t for _, t in self.running.values()), return_exceptions=True)
-
-    async def _stop_all(self) -> None:
-        for claim, _task in list(self.running.values()):
-            self.executor.interrupt(claim, release=False)
-        await asyncio.gather(*(t for _, t in self.running.values()), return_exceptions=True)
 
     # -- reporting ----------------------------------------------------------------------------------
     async def _presence(self, stopped: bool = False) -> None:
@@ -469,6 +430,9 @@ class Agent:
             seq=self._presence_seq,
             stopped=stopped,
             **self.executor.confinement.presence(),
+            wake=self.wakes.mode,
+            hint=self.wakes.hint_address,
+            report_every=self._report_every,
         )
         with contextlib.suppress(jobspaces.TransientError):
             await self.js.put(layout.node(self.config.name), info.to_json())

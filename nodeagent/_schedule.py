@@ -22,12 +22,26 @@ log = logging.getLogger("qubits.agent")
 class Scheduler:
     """Fires the due ticks of the jobspace's schedules for one agent."""
 
-    def __init__(self, js: Jobspace, node: str) -> None:
+    def __init__(self, js: Jobspace, node: str, quiet_refresh: float = SCHEDULE_REFRESH) -> None:
         self.js = js
         self.node = node
+        self.quiet_refresh = max(quiet_refresh, SCHEDULE_REFRESH)
+        """Seconds between readings while the jobspace has no schedule (an idle fleet's cost: adding a
+        schedule wakes the agents, which then read at once; see ``poke``)."""
         self.schedules: list[Schedule] = []
         self._read_at = -math.inf
+        self._poked = False
         self._tried: dict[str, float] = {}
+
+    def poke(self) -> None:
+        """The agent was woken (a submit, or a schedule added): read the schedules again within
+        SCHEDULE_REFRESH, not within ``quiet_refresh``."""
+        self._poked = True
+
+    @property
+    def refresh(self) -> float:
+        """Seconds between two readings of the schedules now."""
+        return SCHEDULE_REFRESH if self.schedules or self._poked else self.quiet_refresh
 
     async def run(self) -> float:
         """Fire what is due now; the seconds until the next tick or the next reading of the schedules.
@@ -40,10 +54,10 @@ class Scheduler:
 
     async def _run(self) -> float:
         mono = time.monotonic()
-        if mono - self._read_at >= SCHEDULE_REFRESH:
+        if mono - self._read_at >= self.refresh:
             self.schedules = await list_schedules(self.js)
-            self._read_at = mono
-        wait = SCHEDULE_REFRESH - (mono - self._read_at)
+            self._read_at, self._poked = mono, False
+        wait = self.refresh - (mono - self._read_at)
         now = time.time()
         for schedule in self.schedules:
             tick = due(schedule, now)

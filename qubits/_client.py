@@ -144,6 +144,7 @@ class Client:
 
         schedule = make_schedule(name, list(commands), cron=cron, every=every, job_name=job_name, max_attempts=max_attempts)
         run_sync(add_schedule(self.aio, schedule, replace=replace))
+        run_sync(self.specs.wake(force=True))  # idle agents read the schedules again now, not within the hour
         return schedule
 
     def schedules(self) -> list[Schedule]:

@@ -33,9 +33,6 @@ LOG_FLUSH = 2.0
 PRESENCE_INTERVAL = 15.0
 """Seconds between an agent's presence updates (nodes/{node}.json)."""
 
-NODE_LOST_AFTER = 6 * 60.0
-"""Seconds without a presence update after which an agent counts as lost, for every reader (idle
-agents report every 8 x PRESENCE_INTERVAL = two minutes, busy ones every 15 s)."""
 CANCEL_CHECK = 2.0
 """Seconds between checks of a running task's job for cancellation."""
 CANCEL_WAIT = 5 * CANCEL_CHECK
@@ -84,3 +81,33 @@ DASHBOARD_PORT = 8265
 DASHBOARD_INTERVAL = 2.0
 """Seconds between two reads of the jobspace by the dashboard's one poller, shared by every open tab:
 live enough to watch tasks start and end, and a few hundred requests a minute at most."""
+
+IDLE_PRESENCE_POLLS = 20
+"""An idle agent rewrites its presence once every this many longest idle polls (20 min on object stores,
+where the longest idle poll is a minute; at least PRESENCE_INTERVAL * 8): presence is a PUT, the costly
+kind, and an idle fleet should cost pennies (issue 18: <= 100 requests an hour per idle agent)."""
+IDLE_SCAN_POLLS = 20
+"""With no leases in sight, an agent scans them once every this many longest idle polls (at least
+max(30 s, 4 ttl)). A submit wakes idle agents (hint, notification or the wake object), and from then on
+they watch leases every ttl / 4, so a takeover does not wait for this quiet scan."""
+IDLE_LIST_POLLS = 60
+"""With the ready index seen empty, an agent lists it anyway once every this many longest idle polls
+(at least a minute): the safety net for a wake signal that never came."""
+HINT_PORT = 0
+"""UDP port of the wake-hint listener when the address names none (0: any free port, published)."""
+HINT_LISTEN = "127.0.0.1"
+"""Where an agent listens for wake hints by default: loopback, so agents on the submitter's own host
+are woken at once and nothing is reachable from other hosts unless the operator says where."""
+HINT_MIN_GAP = 0.25
+"""Seconds between two listings a hint may cause: a flood of hints (forged or not) costs at most one
+rate-limited listing per gap."""
+HINT_MAX_AGE = 30.0
+"""Seconds a signed hint stays valid (QUBITS_SECRET): with its nonce remembered that long, a replayed
+hint is ignored."""
+HINT_PEERS_TTL = 30.0
+"""Seconds a submitter or agent reuses the list of agents it hints (one LIST and a GET per agent)."""
+HINT_PEER_GAP = 5.0
+"""Seconds between an agent's hints to its idle peers while the queue holds more than it can take."""
+NODE_LOST_AFTER = 6 * 60
+"""Seconds without a presence update after which an agent counts as lost, at least (busy agents report
+every 15 s; idle ones as rarely as their record's ``report_every`` says, and get three times that)."""

@@ -20,7 +20,6 @@ import jobspaces
 from jobspaces import run_sync
 
 from . import _layout as layout
-from ._defaults import NODE_LOST_AFTER
 from ._records import Done, Lease, LeaseState, NodeInfo
 from ._status import counted_attempts, waits
 
@@ -159,7 +158,7 @@ class JobEvents:
         events = []
         for info, age in self.client.nodes():
             state = "stopped" if info.stopped else "draining" if info.draining else "paused" if info.paused else "live"
-            if age > NODE_LOST_AFTER and state != "stopped":
+            if not info.live(age) and state != "stopped":
                 continue
             known = self._nodes.get(info.name)
             if known == state or (known is None and state == "stopped"):

@@ -1,7 +1,7 @@
 """Whether an agent is live, from its presence record (nodes/{node}.json) and that record's age.
 
-One threshold, ``NODE_LOST_AFTER``, for every reader: ``qubits nodes``/``top``, the dashboard, ``why``
-and the event stream of ``make -v``.
+One rule, ``NodeInfo.live`` (at least ``NODE_LOST_AFTER``), for every reader: ``qubits nodes``/``top``,
+the dashboard, ``why``, fair shares and the event stream of ``make -v``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from ._defaults import NODE_LOST_AFTER
 from ._records import NodeInfo
 from ._version import __version__
 
@@ -18,7 +17,7 @@ def node_state(info: NodeInfo, age: float) -> str:
     """live, paused, draining, stopped or lost."""
     if info.stopped:
         return "stopped"
-    if age >= NODE_LOST_AFTER:
+    if not info.live(age):
         return "lost"
     if info.paused:
         return "paused"
@@ -44,7 +43,3 @@ def node_dict(info: NodeInfo, age: float) -> dict[str, Any]:
     return {**info.to_dict(), "state": node_state(info, age), "last_seen_s": round(age, 1),
             "live": node_state(info, age) not in ("stopped", "lost"), "skew": info.version != __version__}
 
-
-def is_live(info: NodeInfo, age: float) -> bool:
-    """Running now: its presence is recent and it did not say it stopped."""
-    return not info.stopped and age < NODE_LOST_AFTER

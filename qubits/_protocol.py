@@ -167,19 +167,39 @@ class Protocol:
         ``listed_at`` is when (monotonic) the ready entry that led here was listed: a finished task's
         lease lingers TOMBSTONE_LINGER seconds, so a create that succeeds within half of that after
         the listing proves the task was not finished; an older listing is checked against done/.
+
+        That check is sent with the create, not after it: a lease deleted before our create landed was
+        committed, its done record written, TOMBSTONE_LINGER before the deletion; so when the create
+        returns within half of that after the check was sent, the check was sent after the done record
+        existed and sees it (the same rule as for a fresh listing). A slower create is checked again.
         """
         key = layout.lease(job, spec.id)
         now = time.time()
         fresh = Lease(job, spec.id, self.holder, new_token(), 1, self.ttl, chunk=chunk, started=now, wall=now)
         sent = time.monotonic()
+        stale = listed_at is None or sent - listed_at > TOMBSTONE_LINGER / 2
+        probe = asyncio.ensure_future(self.js.exists(layout.done(job, spec.id))) if stale or spec.deps or chunk == "x" else None
         try:
             etag = await self.js.put(key, fresh.to_json(), if_absent=True)
         except jobspaces.PreconditionFailed:
+            if probe is not None:
+                probe.cancel()
+                await asyncio.gather(probe, return_exceptions=True)
             return await self._claim_existing(job, chunk, spec)
+        except BaseException:
+            if probe is not None:
+                probe.cancel()
+                await asyncio.gather(probe, return_exceptions=True)
+            raise
         written = time.monotonic()
         self.last_miss = ""
-        stale = listed_at is None or time.monotonic() - listed_at > TOMBSTONE_LINGER / 2
-        if (stale or spec.deps or chunk == "x") and await self.js.exists(layout.done(job, spec.id)):
+        if probe is not None and written - sent > TOMBSTONE_LINGER / 2:
+            await asyncio.gather(probe, return_exceptions=True)
+            probe = None
+        if probe is None and (written - sent > TOMBSTONE_LINGER / 2 or (listed_at is not None and written - listed_at > TOMBSTONE_LINGER / 2)):
+            # A slow create, or a listing that went stale while it was sent: check after it, as before.
+            probe = asyncio.ensure_future(self.js.exists(layout.done(job, spec.id)))
+        if probe is not None and await probe:
             # A dependent's ready entry can be written twice (releasers race) and the second may come
             # after the task finished; an old listing may name a finished task. The fresh lease is
             # ours alone: drop it.

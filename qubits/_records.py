@@ -13,7 +13,7 @@ from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
 from . import _layout as layout
-from ._defaults import FORMAT_VERSION, MAX_ATTEMPTS
+from ._defaults import FORMAT_VERSION, MAX_ATTEMPTS, NODE_LOST_AFTER
 from .errors import CorruptObject, NewerFormat
 
 R = TypeVar("R", bound="Record")
@@ -245,3 +245,19 @@ class NodeInfo(Record):
     """How the node holds tasks to their cpus and memory: cgroup2, cgroup1 or rss+affinity."""
     gpus: list[dict[str, Any]] = field(default_factory=list)
     """The GPUs the agent found: id, name, model, memory_gb."""
+    wake: str = ""
+    """How the agent learns of new work while idle: 'notify' (kernel file notifications on a local
+    directory), 'hint' (UDP wake hints, at ``hint``) or 'poll' (only its idle poll)."""
+    hint: str = ""
+    """``ip:port`` where the agent takes wake hints; empty when it takes none."""
+    report_every: float = 0.0
+    """Seconds until the agent's next presence update (idle agents report rarely: a PUT costs money)."""
+
+    def lost_after(self) -> float:
+        """Seconds without a presence update before this agent counts as lost."""
+        return max(NODE_LOST_AFTER, 3 * self.report_every)
+
+    def live(self, age: float) -> bool:
+        """Whether the agent runs now, its record last written ``age`` seconds ago: not stopped, not lost.
+        The one liveness rule (``why``, ``nodes``, fair shares, hints, slow motion)."""
+        return not self.stopped and age < self.lost_after()

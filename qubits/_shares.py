@@ -30,10 +30,10 @@ def running_by_person(nodes: list[NodeInfo], owner: dict[str, str]) -> Counter[s
     return counts
 
 
-def running_shares(client: Client, max_age: float) -> list[dict[str, object]]:
-    """One row per user with tasks running on agents seen within ``max_age`` seconds: user, running,
-    share (of all running tasks). As fresh as the agents' presence records (see PRESENCE_INTERVAL)."""
-    nodes = [info for info, age in client.nodes() if not info.stopped and age < max_age]
+def running_shares(client: Client) -> list[dict[str, object]]:
+    """One row per user with tasks running on live agents (not stopped, not lost): user, running, share
+    (of all running tasks). As fresh as the agents' presence records (see PRESENCE_INTERVAL)."""
+    nodes = [info for info, age in client.nodes() if info.live(age)]
     owner = {}
     for job in {r.split("/", 1)[0] for info in nodes for r in info.running}:
         with contextlib.suppress(QubitsError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,14 +19,11 @@ from jobspaces import Jobspace
 
 from . import _layout as layout
 from ._defaults import MAX_SPEC_BYTES, TASKS_PER_CHUNK, WAKE_MIN_INTERVAL
+from ._hints import Hinter
+from ._hints import secret as _secret
 from ._ids import XREF, submitter
 from ._records import JobSpec, TaskSpec
 from .errors import CorruptObject, NotFoundError, TamperedJob, UsageError
-
-
-def _secret() -> bytes | None:
-    value = os.environ.get("QUBITS_SECRET")
-    return value.encode() if value else None
 
 
 def sign(job_bytes: bytes, digests: list[str]) -> str | None:
@@ -86,6 +84,10 @@ class Specs:
         self._cache_size = cache_size
         self._last_wake = 0.0
         self._pending_wake: asyncio.Task[None] | None = None
+        self._job_reads: dict[str, asyncio.Future[JobSpec]] = {}
+        self.hinter = Hinter(js)
+        """Wakes idle agents after a wake (UDP hints to those that publish an address)."""
+        self._peer_read: asyncio.Task[None] | None = None
         self._job_bytes: dict[str, bytes] = {}
         self._digests: dict[str, list[str]] = {}
 
@@ -103,6 +105,8 @@ class Specs:
         With ``dag``, the dependency edges of every task are written before any task is ready, and
         only tasks without dependencies become ready (the rest are released as dependencies finish).
         """
+        # Read who to hint while the job is written, so the hints leave the moment it is.
+        self._peer_read = asyncio.get_running_loop().create_task(self._read_peers())
         job = replace(
             job,
             created=job.created or time.time(),
@@ -213,10 +217,19 @@ class Specs:
 
     async def _write_wake(self) -> None:
         self._last_wake = time.monotonic()
+        # Hints first: a datagram leaves at once, while the wake object's PUT takes a round trip.
+        if self._peer_read is not None:
+            await self._peer_read
+            self._peer_read = None
+        await self.hinter.hint_idle()
         try:
             await self.js.put(layout.WAKE, os.urandom(8).hex().encode())
         except jobspaces.JobspaceError:
             pass  # a hint: agents poll anyway, only later
+
+    async def _read_peers(self) -> None:
+        with contextlib.suppress(jobspaces.JobspaceError):
+            await self.hinter.refresh()
 
     # -- read --------------------------------------------------------------------------------------
     def cached_job(self, job: str) -> JobSpec | None:
@@ -224,10 +237,17 @@ class Specs:
         return self._jobs.get(job)
 
     async def job(self, job: str) -> JobSpec:
-        """The job spec; NotFoundError if there is none."""
+        """The job spec; NotFoundError if there is none. Concurrent asks for one job share one read."""
         cached = self._jobs.get(job)
         if cached is not None:
             return cached
+        pending = self._job_reads.get(job)
+        if pending is None:
+            pending = self._job_reads[job] = asyncio.ensure_future(self._read_job(job))
+            pending.add_done_callback(lambda _done: self._job_reads.pop(job, None))
+        return await asyncio.shield(pending)
+
+    async def _read_job(self, job: str) -> JobSpec:
         try:
             data, _ = await self.js.get(layout.job_spec(job))
         except jobspaces.NotFound:

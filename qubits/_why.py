@@ -15,14 +15,13 @@ from jobspaces import run_sync
 
 from . import _layout as layout
 from ._client import Client
-from ._nodes import is_live
 from ._records import Lease, LeaseState, NodeInfo, TaskSpec
 from ._status import from_done, from_lease
 
 
 def live_nodes(client: Client) -> list[NodeInfo]:
     """Agents that are running now (presence recent and not marked stopped)."""
-    return [info for info, age in client.nodes() if is_live(info, age)]
+    return [info for info, age in client.nodes() if info.live(age)]
 
 
 def misfit(info: NodeInfo, spec: TaskSpec) -> list[str]:

@@ -22,6 +22,13 @@ from ._defaults import (
     CONTROL_EXIT,
     DASHBOARD_INTERVAL,
     FAIR_SHARE_HALF_LIFE,
+    HINT_LISTEN,
+    HINT_MIN_GAP,
+    HINT_PEER_GAP,
+    HINT_PORT,
+    IDLE_LIST_POLLS,
+    IDLE_PRESENCE_POLLS,
+    IDLE_SCAN_POLLS,
     INLINE_RESULT_MAX,
     LEASE_TTL,
     LOG_FLUSH,
@@ -35,6 +42,7 @@ from ._defaults import (
     TOMBSTONE_LINGER,
 )
 from ._exit import leave
+from ._hints import HintCheck, format_address, secret
 from ._ids import XREF, default_node_name, new_job_id
 from ._logs import Frame, split
 from ._protocol import Claim, LeaseLost, Protocol, due_in
@@ -58,6 +66,14 @@ __all__ = [
     "Decision",
     "FAIR_SHARE_HALF_LIFE",
     "Frame",
+    "HINT_LISTEN",
+    "HINT_MIN_GAP",
+    "HINT_PEER_GAP",
+    "HINT_PORT",
+    "HintCheck",
+    "IDLE_LIST_POLLS",
+    "IDLE_PRESENCE_POLLS",
+    "IDLE_SCAN_POLLS",
     "INLINE_RESULT_MAX",
     "JobSpec",
     "LEASE_TTL",
@@ -92,6 +108,7 @@ __all__ = [
     "due_in",
     "extract",
     "fire",
+    "format_address",
     "kinds",
     "layout",
     "leave",
@@ -99,5 +116,6 @@ __all__ = [
     "live_leases",
     "new_job_id",
     "person",
+    "secret",
     "split",
 ]

@@ -137,16 +137,16 @@ class SimAgent(Agent):
             self._asking_since = _now()
         return await super()._fill_slots()
 
-    def start_claim(self, claim: Claim, ready_key: str | None = None) -> None:
+    def start_claim(self, claim: Claim, ready_key: str | None = None, cancelled: asyncio.Task[bool] | None = None) -> None:
         now = _now()
         if ready_key is not None and self._asking_since is not None:
             self.fleet.claim_wait.append((now, now - self._asking_since))
-        super().start_claim(claim, ready_key)
+        super().start_claim(claim, ready_key, cancelled)
         self._asking_since = now if self.free_slots() > 0 else None
 
-    async def _run_claim(self, claim: Claim, ready_key: str | None) -> None:
+    async def _run_claim(self, claim: Claim, ready_key: str | None, cancelled_check: asyncio.Task[bool] | None = None) -> None:
         try:
-            await super()._run_claim(claim, ready_key)
+            await super()._run_claim(claim, ready_key, cancelled_check)
         finally:
             if self._asking_since is None:
                 self._asking_since = _now()  # a slot is free again: the next claim's wait starts now
@@ -218,7 +218,7 @@ async def run_cell(cfg: CellConfig) -> dict[str, Any]:
     random.seed(cfg.seed)  # the agents' own choices (shuffles, shard starts, jitter)
     cache = Path(tempfile.mkdtemp(prefix="qubits-sim-"))
     agents = [
-        SimAgent(AgentConfig(jobspace=js.url, name=f"sim-{i:05d}", slots=cfg.slots, ttl=cfg.ttl, cache_dir=cache), js, fleet)
+        SimAgent(AgentConfig(jobspace=js.url, name=f"sim-{i:05d}", slots=cfg.slots, ttl=cfg.ttl, cache_dir=cache, hint_listen=None), js, fleet)
         for i in range(cfg.agents)
     ]
     # The queue and the agents live for the whole cell: keep the cyclic collector from rescanning them.

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from qubits._defaults import HINT_LISTEN
 from qubits.errors import UsageError
 
 from . import EXIT_NOT_FOUND, EXIT_OK, add_jobspace_option, env_default
@@ -96,9 +97,19 @@ def cmd_agent(args: argparse.Namespace) -> int:
         max_idle_poll=args.max_idle_poll,
         jobs=list(args.job),
         share_weights=_share_weights(args.share_weight),
+        notify=args.notify != "off",
+        hint_listen=None if args.hint_listen in ("", "off") else args.hint_listen,
     )
     if args.name:
         config.name = args.name
+    if config.hint_listen:
+        from nodeagent._wake import parse_listen
+        from qubits.errors import UsageError
+
+        try:
+            parse_listen(config.hint_listen)
+        except ValueError as exc:
+            raise UsageError(f"--hint-listen {config.hint_listen!r} is not an address ({exc}): give HOST[:PORT], e.g. 10.0.0.5:7999, or off") from None
     agent = Agent(config, js)
     if args.pause_when_busy:
         from nodeagent._control import DEFAULT_BUSY_WATCH, BusyWatch
@@ -273,6 +284,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--exit-when-idle", type=float, metavar="SECONDS", help="exit after this long with nothing to do")
     p.add_argument("--stop-timeout", type=float, default=60.0, help="seconds running tasks get after SIGTERM before their leases are released")
     p.add_argument("--max-idle-poll", type=float, help="longest pause between polls when idle (seconds)")
+    p.add_argument("--notify", choices=("auto", "off"), default=env_default("QUBITS_NOTIFY", "auto") or "auto",
+                   help="on a local directory, wait on kernel file notifications (auto; polls where they cannot work, "
+                        "e.g. NFS) or only poll (off) (env QUBITS_NOTIFY)")
+    p.add_argument("--hint-listen", metavar="HOST[:PORT]", default=env_default("QUBITS_HINT_LISTEN", HINT_LISTEN),
+                   help=f"listen for wake hints from submitters on this UDP address, published in the agent's presence "
+                        f"(default {HINT_LISTEN}, this host only; e.g. 10.0.0.5:7999 for a fleet; 'off': none; env QUBITS_HINT_LISTEN)")
     p.add_argument("--name", default=env_default("QUBITS_NODE"), help="agent name (default host-pid; env QUBITS_NODE)")
     p.add_argument("--job", action="append", default=[], help="only run tasks of this job (repeatable)")
     p.add_argument("--share-weight", action="append", default=[], metavar="USER=WEIGHT",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from rich.table import Table
 
 from qubits import Client
-from qubits._defaults import NODE_LOST_AFTER
 from qubits._shares import running_shares
 
 from . import EXIT_OK
@@ -13,7 +12,7 @@ from ._common import out, print_json
 
 
 def show_shares(client: Client, *, as_json: bool) -> int:
-    rows = running_shares(client, NODE_LOST_AFTER)
+    rows = running_shares(client)
     if as_json:
         print_json(rows)
         return EXIT_OK

@@ -40,9 +40,9 @@ def nodes_table(nodes: list[tuple[NodeInfo, float]], *, title: str, show_all: bo
             running += f" {names}" + (" …" if len(info.running) > 3 else "")
         version = info.version if info.version == __version__ else f"[yellow]{info.version} (skew)[/]"
         rows.append([info.name, info.host, f"[{_STATE_STYLE[state]}]{label}[/]", str(info.slots), Text(running),
-                     Text(",".join(info.capabilities)), info.enforcement or "-", version, _ago(age)])
-    return fitted_table(title, ["node", "host", "state", "slots", "running", "capabilities", "limits", "version", "last seen"], rows,
-                        width=width, fold=("host", "running", "capabilities"))
+                     Text(",".join(info.capabilities)), info.enforcement or "-", info.wake or "-", version, _ago(age)])
+    return fitted_table(title, ["node", "host", "state", "slots", "running", "capabilities", "limits", "wake", "version", "last seen"],
+                        rows, width=width, fold=("host", "running", "capabilities"))
 
 
 def _ago(seconds: float) -> str:
