@@ -45,6 +45,7 @@ from qubits.protocol import (
     layout,
 )
 
+from ._cancels import CancelCache
 from ._control import Control
 from ._execute import Executor
 from ._leases import scan_leases
@@ -102,7 +103,7 @@ class Agent(ClaimRunner):
         self._wake_etag: str | None = None
         self._kick = asyncio.Event()
         self.skip: set[tuple[str, str]] = set()
-        self._cancelled: dict[str, tuple[bool, float]] = {}
+        self.cancels = CancelCache(js)
         self._last_work = time.monotonic()
         self._presence_seq = 0
         self._leases_seen = True
@@ -143,20 +144,9 @@ class Agent(ClaimRunner):
             if amount
         ) and self.executor.confinement.can_take(spec)
 
-    def cancel_known(self, job: str, max_age: float = CANCEL_CHECK) -> bool | None:
-        """Whether ``job`` is cancelled, if checked recently enough; None if it must be checked."""
-        cached = self._cancelled.get(job)
-        if cached is not None and (cached[0] or time.monotonic() - cached[1] < max_age):
-            return cached[0]
-        return None
-
     async def is_cancelled(self, job: str, max_age: float = CANCEL_CHECK) -> bool:
-        known = self.cancel_known(job, max_age)
-        if known is not None:
-            return known
-        flag = await self.js.exists(layout.cancel(job))
-        self._cancelled[job] = (flag, time.monotonic())
-        return flag
+        """Whether ``job`` is cancelled (see ``CancelCache``)."""
+        return await self.cancels.check(job, max_age)
 
     # -- the main loop ------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -373,7 +363,7 @@ class Agent(ClaimRunner):
     async def _try(self, entry: ReadyEntry, listed_at: float) -> bool:
         # Reads that do not decide the claim go out beside it: the cancel flag (when not known, checked
         # again before the task starts), and the job spec and seal the task starts with (immutable).
-        known = self.cancel_known(entry.job)
+        known = self.cancels.known(entry.job)
         cancelled = None if known is not None else self._in_background(self.is_cancelled(entry.job))
         self._in_background(self.specs.job(entry.job))
         try:
