@@ -177,7 +177,7 @@ def test_an_agent_runs_as_root_only_when_told_and_refuses_before_touching_the_st
         for path in (shared / "js").rglob("*"):
             path.chmod(0o777)
         refused = run_cli("agent", "--jobspace", url, "--exit-when-idle", "1", env={"QUBITS_CACHE": str(shared / "c0")})
-        assert refused.returncode == 1 and "refusing to run tasks as root" in refused.stderr and "--allow-root" in refused.stderr
+        assert refused.returncode == 2 and "refusing to run tasks as root" in refused.stderr and "--allow-root" in refused.stderr  # a usage error (README exit codes)
         assert client.aio_list("nodes/") == [] and client.aio_list("leases/") == [], "it refused before touching the store"
         # An ordinary user needs no flag.
         env = {**os.environ, "QUBITS_CACHE": str(shared / "c1"), "HOME": str(shared)}
