@@ -52,6 +52,7 @@ from ._leases import scan_leases
 from ._metrics import Histogram
 from ._running import ClaimRunner
 from ._schedule import Scheduler
+from ._slots import Resources
 from ._wake import WakeSources
 
 log = logging.getLogger("qubits.agent")
@@ -97,7 +98,7 @@ class Agent(ClaimRunner):
         self.executor = Executor(self, config.cache_dir)
         self.scheduler = Scheduler(js, config.name)
         self.running: dict[str, tuple[Claim, asyncio.Task[None]]] = {}
-        self.used: dict[str, float] = {}
+        self.resources = Resources(config.capabilities, config.resources)
         self.draining = False
         self.stop_now = False
         self._wake_etag: str | None = None
@@ -133,16 +134,10 @@ class Agent(ClaimRunner):
 
     def fits(self, spec: TaskSpec) -> bool:
         """Whether this agent could ever run ``spec`` (capabilities and resources)."""
-        if not set(spec.requires) <= set(self.config.capabilities):
-            return False
-        return all(amount <= self.config.resources.get(name, 0.0) for name, amount in spec.resources.items() if amount)
+        return self.resources.fits(spec)
 
     def fits_now(self, spec: TaskSpec) -> bool:
-        return all(
-            amount <= self.config.resources.get(name, 0.0) - self.used.get(name, 0.0)
-            for name, amount in spec.resources.items()
-            if amount
-        ) and self.executor.confinement.can_take(spec)
+        return self.resources.free_for(spec) and self.executor.confinement.can_take(spec)
 
     async def is_cancelled(self, job: str, max_age: float = CANCEL_CHECK) -> bool:
         """Whether ``job`` is cancelled (see ``CancelCache``)."""

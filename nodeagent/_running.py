@@ -30,6 +30,7 @@ from qubits.protocol import (
 )
 
 from ._execute import Executor
+from ._slots import Resources
 
 if TYPE_CHECKING:
     from ._agent import AgentConfig
@@ -46,7 +47,7 @@ class ClaimRunner:
     proto: Protocol
     executor: Executor
     running: dict[str, tuple[Claim, asyncio.Task[None]]]
-    used: dict[str, float]
+    resources: Resources
     draining: bool
     _kick: asyncio.Event
     _last_work: float
@@ -72,8 +73,7 @@ class ClaimRunner:
 
     def start_claim(self, claim: Claim, ready_key: str | None = None, cancelled: asyncio.Task[bool] | None = None) -> None:
         """Run a claimed task; ``cancelled``: the check of its job's cancel flag already under way."""
-        for name, amount in claim.spec.resources.items():
-            self.used[name] = self.used.get(name, 0.0) + amount
+        self.resources.hold(claim.spec)
         task = asyncio.create_task(self._run_claim(claim, ready_key, cancelled))
         self.running[f"{claim.job}/{claim.task}"] = (claim, task)
 
@@ -117,8 +117,7 @@ class ClaimRunner:
             with contextlib.suppress(LeaseLost, jobspaces.JobspaceError):
                 await self.proto.release(claim, failed=True, error="the agent's runner crashed; see the agent log")
         finally:
-            for name, amount in claim.spec.resources.items():
-                self.used[name] = self.used.get(name, 0.0) - amount
+            self.resources.give_back(claim.spec)
             self.running.pop(f"{claim.job}/{claim.task}", None)
             self._last_work = time.monotonic()
             self._kick.set()
